@@ -1,0 +1,253 @@
+"""Model bundles: a folder holding the autoencoder, LDM-P, LDM-S, the noise schedule and a JSON card.
+
+Layout (diffusers `save_pretrained`, safetensors only)::
+
+    bundle/
+      pgdiffseg.json                      class names, colours, normalisation, provenance
+      autoencoder/config.json, diffusion_pytorch_model.safetensors
+      ldm_p/config.json, diffusion_pytorch_model.safetensors
+      ldm_s/config.json, diffusion_pytorch_model.safetensors
+      scheduler/scheduler_config.json
+
+`load_bundle` checks every file before diffusers sees it, so a missing or truncated file is
+reported by name instead of as a deep traceback. Weights are never read with pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, UNet2DModel, VQModel
+from safetensors import safe_open
+
+from .errors import BundleError
+from .models import LATENT_CHANNELS, build_autoencoder, build_ldm_p, build_ldm_s, build_scheduler, get_preset
+from .preprocess import Normalization
+
+FORMAT_VERSION = 1
+CARD_NAME = "pgdiffseg.json"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+MODEL_DIRS = ("autoencoder", "ldm_p", "ldm_s")
+SCHEDULER_FILE = "scheduler/scheduler_config.json"
+
+DEFAULT_CLASS_NAMES = ("background", "live", "dead")
+# Paper Fig. 2: live cells red, dead cells orange; background transparent.
+DEFAULT_COLORS = ((0, 0, 0, 0), (230, 25, 25, 255), (255, 150, 0, 255))
+
+
+@dataclass
+class BundleCard:
+    """The bundle's JSON card: everything about the models that is not a weight."""
+
+    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+    colors: tuple[tuple[int, int, int, int], ...] = DEFAULT_COLORS
+    normalization: Normalization = field(default_factory=Normalization)
+    prediction_type: str = "epsilon"  # of LDM-S; LDM-P always predicts epsilon
+    tile_size: int = 256
+    preset: str = "custom"
+    mask_encoding: str = "one-hot scaled to [-1, 1], area-resized to the latent size"
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "class_names": list(self.class_names),
+            "colors": [list(c) for c in self.colors],
+            "normalization": self.normalization.to_dict(),
+            "prediction_type": self.prediction_type,
+            "tile_size": self.tile_size,
+            "preset": self.preset,
+            "mask_encoding": self.mask_encoding,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BundleCard":
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(f"{CARD_NAME}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        try:
+            card = cls(
+                class_names=tuple(d["class_names"]),
+                colors=tuple(tuple(int(v) for v in c) for c in d["colors"]),
+                normalization=Normalization.from_dict(d["normalization"]),
+                prediction_type=d["prediction_type"],
+                tile_size=int(d["tile_size"]),
+                preset=d.get("preset", "custom"),
+                mask_encoding=d.get("mask_encoding", cls.mask_encoding),
+                provenance=dict(d.get("provenance", {})),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"{CARD_NAME} is invalid: {type(e).__name__}: {e}") from None
+        if len(card.colors) != card.n_classes:
+            raise BundleError(f"{CARD_NAME}: {len(card.colors)} colours for {card.n_classes} classes")
+        if card.prediction_type not in ("epsilon", "sample"):
+            raise BundleError(f"{CARD_NAME}: prediction_type must be 'epsilon' or 'sample', got {card.prediction_type!r}")
+        return card
+
+
+@dataclass
+class Bundle:
+    """The three networks, the noise schedule and the card, ready to segment."""
+
+    autoencoder: VQModel
+    ldm_p: UNet2DModel
+    ldm_s: UNet2DModel
+    scheduler_config: dict
+    card: BundleCard
+    path: Path | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return self.card.n_classes
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler_config["num_train_timesteps"])
+
+    def make_scheduler(self, prediction_type: str | None = None) -> DDIMScheduler:
+        """A fresh DDIM scheduler (schedulers hold per-run state: one per run or thread)."""
+        return DDIMScheduler.from_config(
+            self.scheduler_config, prediction_type=prediction_type or self.card.prediction_type
+        )
+
+    def to(self, device: torch.device | str) -> "Bundle":
+        for m in (self.autoencoder, self.ldm_p, self.ldm_s):
+            m.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.ldm_s.parameters()).device
+
+    def eval(self) -> "Bundle":
+        for m in (self.autoencoder, self.ldm_p, self.ldm_s):
+            m.eval()
+        return self
+
+    def check_consistency(self) -> None:
+        """Raise BundleError when the three configs do not fit together."""
+        n = self.n_classes
+        ae, p, s = self.autoencoder.config, self.ldm_p.config, self.ldm_s.config
+        problems = []
+        if ae.latent_channels != LATENT_CHANNELS:
+            problems.append(f"autoencoder has {ae.latent_channels} latent channels, expected {LATENT_CHANNELS}")
+        if p.in_channels != LATENT_CHANNELS or p.out_channels != LATENT_CHANNELS:
+            problems.append(f"ldm_p maps {p.in_channels}->{p.out_channels} channels, expected 3->3")
+        if s.in_channels != n + LATENT_CHANNELS or s.out_channels != n:
+            problems.append(
+                f"ldm_s maps {s.in_channels}->{s.out_channels} channels, expected {n + LATENT_CHANNELS}->{n} "
+                f"for {n} classes"
+            )
+        if ae.in_channels not in (1, 3):
+            problems.append(f"autoencoder takes {ae.in_channels} channels, expected 1 (or 3 for RGB vq-f4)")
+        if problems:
+            raise BundleError("inconsistent bundle: " + "; ".join(problems))
+
+
+def create_bundle(preset: str = "tiny", n_classes: int = 3, seed: int = 0, prediction_type: str = "epsilon",
+                  card: BundleCard | None = None) -> Bundle:
+    """A bundle of untrained networks of a preset (tests, benchmarks, the start of training)."""
+    p = get_preset(preset)
+    torch.manual_seed(seed)
+    if card is None:
+        names = DEFAULT_CLASS_NAMES if n_classes == 3 else tuple(f"class_{i}" for i in range(n_classes))
+        colors = DEFAULT_COLORS if n_classes == 3 else tuple((0, 0, 0, 0) if i == 0 else (
+            (37 * i) % 256, (91 * i) % 256, (173 * i) % 256, 255) for i in range(n_classes))
+        card = BundleCard(class_names=names, colors=colors, prediction_type=prediction_type,
+                          tile_size=p.tile_size, preset=p.name)
+    sched = build_scheduler(p.num_train_timesteps, card.prediction_type)
+    bundle = Bundle(
+        autoencoder=build_autoencoder(p),
+        ldm_p=build_ldm_p(p),
+        ldm_s=build_ldm_s(p, card.n_classes),
+        scheduler_config=dict(sched.config),
+        card=card,
+    )
+    bundle.check_consistency()
+    return bundle.eval()
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a bundle folder atomically: into a temporary sibling folder, then renamed."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        for name in MODEL_DIRS:
+            getattr(bundle, name).save_pretrained(tmp / name, safe_serialization=True)
+        sched = DDIMScheduler.from_config(bundle.scheduler_config)
+        sched.save_pretrained(tmp / "scheduler")
+        (tmp / CARD_NAME).write_text(json.dumps(bundle.card.to_dict(), indent=2) + "\n")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    bundle.path = path
+    return path
+
+
+def _check_safetensors(file: Path) -> None:
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            keys = list(f.keys())
+            for k in keys:  # reads each tensor: a truncated file fails here
+                f.get_slice(k)
+    except Exception as e:  # safetensors raises its own SafetensorError/OSError types
+        raise BundleError(f"{file} is not a valid safetensors file ({e}); re-create or re-download the bundle") from None
+    if not keys:
+        raise BundleError(f"{file} holds no tensors")
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{file} cannot be read as JSON ({e})") from None
+
+
+def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> Bundle:
+    """Load and validate a bundle folder; every problem names the file concerned."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist or is not a folder")
+    required = [path / CARD_NAME, path / SCHEDULER_FILE]
+    for name in MODEL_DIRS:
+        required += [path / name / "config.json", path / name / WEIGHTS_NAME]
+    missing = [str(f.relative_to(path)) for f in required if not f.is_file()]
+    if missing:
+        raise BundleError(f"model bundle {path} is missing {', '.join(missing)}")
+    card = BundleCard.from_dict(_read_json(path / CARD_NAME))
+    scheduler_config = _read_json(path / SCHEDULER_FILE)
+    if "num_train_timesteps" not in scheduler_config:
+        raise BundleError(f"{path / SCHEDULER_FILE} has no num_train_timesteps")
+    models = {}
+    for name, cls in zip(MODEL_DIRS, (VQModel, UNet2DModel, UNet2DModel)):
+        _read_json(path / name / "config.json")
+        _check_safetensors(path / name / WEIGHTS_NAME)
+        try:
+            models[name] = cls.from_pretrained(path / name, use_safetensors=True, local_files_only=True)
+        except Exception as e:  # diffusers raises many types for shape/config mismatches
+            raise BundleError(f"cannot load {path / name}: {type(e).__name__}: {e}") from None
+    scheduler_config = dict(DDIMScheduler.from_config(scheduler_config).config)
+    bundle = Bundle(scheduler_config=scheduler_config, card=card, path=path, **models)
+    bundle.check_consistency()
+    return bundle.eval().to(device)
