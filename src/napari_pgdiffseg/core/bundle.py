@@ -251,3 +251,21 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     bundle = Bundle(scheduler_config=scheduler_config, card=card, path=path, **models)
     bundle.check_consistency()
     return bundle.eval().to(device)
+
+
+DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped inside the package (trained by this project, see its card)."""
+    return DEFAULT_BUNDLE_DIR
+
+
+def load_default_bundle(device: str | torch.device = "cpu") -> Bundle:
+    """Load the shipped bundle; nothing is downloaded."""
+    if not (DEFAULT_BUNDLE_DIR / CARD_NAME).is_file():
+        raise BundleError(
+            f"the default model bundle is not installed at {DEFAULT_BUNDLE_DIR}; reinstall napari-pgdiffseg "
+            "or pass a bundle folder (--bundle)"
+        )
+    return load_bundle(DEFAULT_BUNDLE_DIR, device)

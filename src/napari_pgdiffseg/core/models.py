@@ -210,3 +210,15 @@ def build_scheduler(num_train_timesteps: int = 1000, prediction_type: str = "eps
 def count_parameters(module: torch.nn.Module) -> int:
     """Number of parameters (works on meta-device modules)."""
     return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def encode_latents(autoencoder: VQModel, x: torch.Tensor) -> torch.Tensor:
+    """Image tiles (B, 1, H, W) in [-1, 1] -> scaled pre-quantisation latents (B, 3, H/4, W/4).
+
+    A 3-channel autoencoder (the LDM's RGB vq-f4) gets the grey image in all channels.
+    `scaling_factor` (1.0 for vq-f4; 1/std for our own autoencoders) gives LDMs unit-variance latents.
+    """
+    if autoencoder.config.in_channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    return autoencoder.encode(x).latents * autoencoder.config.scaling_factor

@@ -19,7 +19,7 @@ from . import metrics
 from .bundle import Bundle
 from .devices import resolve_device
 from .errors import ConfigError, SegmentationCancelled
-from .models import DOWNSAMPLE_FACTOR
+from .models import DOWNSAMPLE_FACTOR, encode_latents
 from .noise import NoiseConfig, check_steps, class_noise, latent_noise, tile_generators
 from .preprocess import as_planes, check_frame, normalize
 from .sampling import ddim_sample, resolve_votes, vote_counts
@@ -136,16 +136,8 @@ def _cancel_fn(cancel: CancelCheck | None) -> Callable[[], bool]:
     return cancel
 
 
-@torch.inference_mode()
-def encode(bundle: Bundle, x: torch.Tensor) -> torch.Tensor:
-    """Image tiles (B, 1, T, T) in [-1, 1] -> pre-quantisation latents (B, 3, T/4, T/4)."""
-    if bundle.autoencoder.config.in_channels == 3:  # the LDM's RGB vq-f4 weights
-        x = x.expand(-1, 3, -1, -1)
-    return bundle.autoencoder.encode(x).latents
-
-
 class _Run:
-    """State of one `segment` call: counters, hooks, accumulators."""
+    """State of one `segment` call: evaluation counters, progress and cancel."""
 
     def __init__(self, bundle: Bundle, config: SegmentConfig, grid: TileGrid,
                  progress: ProgressCallback | None, cancel: Callable[[], bool]):
@@ -156,21 +148,25 @@ class _Run:
         self.evals_total = n_batches * (inv + config.sampling_steps)
         self.evals_done = 0
         self.tiles_done = 0
-        self.inversion_evals = 0  # per tile batch, counted in the loops themselves
+        self.inversion_evals = 0  # over all tile batches, counted by the wrapped U-Nets
         self.sampling_evals = 0
 
-    def _tick(self) -> None:
-        if self.cancel():
-            raise SegmentationCancelled("segmentation cancelled")
-        self.evals_done += 1
+    def counted(self, model, kind: str):
+        """Wrap a U-Net: check for cancel before each call, count and report after it."""
 
-    def before_inversion_eval(self) -> None:
-        self._tick()
-        self.inversion_evals += 1
+        def call(sample, timestep):
+            if self.cancel():
+                raise SegmentationCancelled("segmentation cancelled")
+            out = model(sample, timestep)
+            self.evals_done += 1
+            if kind == "inversion":
+                self.inversion_evals += 1
+            else:
+                self.sampling_evals += 1
+            self.report()
+            return out
 
-    def before_sampling_eval(self) -> None:
-        self._tick()
-        self.sampling_evals += 1
+        return call
 
     def report(self) -> None:
         if self.progress is not None:
@@ -211,6 +207,7 @@ def segment(
     run = _Run(bundle, config, grid, progress, _cancel_fn(cancel))
     scheduler = bundle.make_scheduler()
     noise_cfg = config.noise
+    ldm_p, ldm_s = run.counted(bundle.ldm_p, "inversion"), run.counted(bundle.ldm_s, "sampling")
 
     H, W = frame.shape
     labels = np.zeros((H, W), np.uint8)
@@ -237,10 +234,10 @@ def segment(
         ids = list(range(b0, b0 + len(batch)))
         tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])[:, None]
         x_in = torch.from_numpy(tiles).to(device)
-        z = encode(bundle, x_in)
+        z = encode_latents(bundle.autoencoder, x_in)
         eps = None
         if noise_cfg.strategy == "prior":  # deterministic: one inversion for all k samples
-            eps = latent_noise(z, noise_cfg, bundle.ldm_p, scheduler, [], run.before_inversion_eval)
+            eps = latent_noise(z, noise_cfg, ldm_p, scheduler, [])
         starts = []
         for s in range(k):
             if noise_cfg.strategy == "forward":
@@ -248,8 +245,7 @@ def segment(
             gens = tile_generators(config.seed, ids, s if noise_cfg.strategy == "random" else _MIX_STREAM + s)
             starts.append(class_noise(eps, noise_cfg, n, gens, z.shape[2:]).to(device, z.dtype))
         noise = torch.cat(starts)  # sample-major: (k * B, n, h, w)
-        x0 = ddim_sample(bundle.ldm_s, scheduler, noise, z.repeat(k, 1, 1, 1), config.sampling_steps,
-                         run.before_sampling_eval)
+        x0 = ddim_sample(ldm_s, scheduler, noise, z.repeat(k, 1, 1, 1), config.sampling_steps)
         up = torch.nn.functional.interpolate(x0.float(), size=(t, t), mode="bilinear", align_corners=False)
         up = up.cpu().numpy().reshape(k, len(batch), n, t, t)
         noise0 = starts[0].float().cpu().numpy()

@@ -86,14 +86,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_pgdiffseg.core.errors import ConfigError
+from .errors import ConfigError
+from .io import write_tiff
 
 __all__ = ["SyntheticConfig", "make_frame", "make_dataset", "write_dataset", "frame_rng"]
 
@@ -502,22 +502,6 @@ def make_dataset(
     return images, masks
 
 
-def _atomic_write_tif(path: Path, array: np.ndarray) -> None:
-    import tifffile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        tifffile.imwrite(tmp, array)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_dataset(
     out_dir: str | os.PathLike, n_frames: int, seed: int, config: SyntheticConfig | None = None
 ) -> list[Path]:
@@ -539,7 +523,7 @@ def write_dataset(
     for i in range(n):
         phase, labels = make_frame(frame_rng(seed, i), cfg)
         name = f"synth_{int(seed)}_{i:04d}.tif"
-        _atomic_write_tif(img_dir / name, phase)
-        _atomic_write_tif(mask_dir / name, labels)
+        write_tiff(img_dir / name, phase, compression=None)
+        write_tiff(mask_dir / name, labels, compression=None)
         paths.append(img_dir / name)
     return paths

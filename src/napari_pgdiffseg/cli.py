@@ -1,0 +1,158 @@
+"""`pgdiffseg`: the command line face of the core (segment files, inspect a bundle).
+
+Errors the user can fix are printed as one line (no traceback) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .core.errors import PGDiffSegError, SegmentationCancelled
+from .core.pipeline import SegmentConfig
+
+# One help text per setting, shared with the napari widgets' tooltips.
+HELP = {
+    "strategy": "starting noise: 'prior' (DDIM inversion with LDM-P, the paper), 'random' or 'forward' (eq. 1)",
+    "inversion_steps": "DDIM inversion steps of the prior (paper: 100; must divide 1000)",
+    "sampling_steps": "DDIM sampling steps of LDM-S (paper: 200; must divide 1000)",
+    "ensemble": "number of samples k, combined by per-pixel majority vote",
+    "forward_t": "forward-diffusion step t of the 'forward' strategy (0 = the latent itself)",
+    "renormalise": "rescale the channel-averaged noise to unit variance (off = paper rule)",
+    "mix": "lambda in [0, 1]: mix the averaged noise with fresh per-channel noise (1 = paper rule)",
+    "overlap": "overlap of neighbouring 256 px tiles in pixels (multiple of 4)",
+    "tile_batch": "tiles per network call (memory grows with it)",
+    "seed": "seed of every random draw",
+    "device": "auto, cpu, cuda or mps (auto picks the best that exists)",
+    "noise_metrics": "compute SSIM/KLD of the starting noise (about 0.1 s per tile)",
+    "return_scores": "keep the per-class scores (not written by the CLI)",
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    defaults = SegmentConfig()
+    for f in dataclasses.fields(SegmentConfig):
+        if f.name == "return_scores":
+            continue
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP[f.name])
+        else:
+            kw = {"choices": ("prior", "random", "forward")} if f.name == "strategy" else {}
+            p.add_argument(flag, type=type(default), default=default, help=f"{HELP[f.name]} (default: {default})", **kw)
+
+
+def _config_from_args(args) -> SegmentConfig:
+    names = {f.name for f in dataclasses.fields(SegmentConfig)} - {"return_scores"}
+    return SegmentConfig(**{n: getattr(args, n) for n in names})
+
+
+def _load(bundle_arg: str | None):
+    from .core.bundle import load_bundle, load_default_bundle
+
+    return load_default_bundle() if bundle_arg is None else load_bundle(bundle_arg)
+
+
+def _expand_inputs(inputs: list[str], pattern: str) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(q for q in p.glob(pattern) if q.is_file())
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise PGDiffSegError(f"input {item} does not exist")
+    if not files:
+        raise PGDiffSegError(f"no input files found in {', '.join(inputs)} (pattern {pattern!r})")
+    return files
+
+
+def cmd_segment(args) -> int:
+    from tqdm import tqdm
+
+    from .core.batch import CSV_NAME, segment_files
+
+    config = _config_from_args(args)
+    files = _expand_inputs(args.inputs, args.glob)
+    bundle = _load(args.bundle)
+    config.validate(bundle.num_train_timesteps, bundle.card.tile_size)
+    bar = tqdm(total=len(files), unit="file", disable=args.quiet)
+    tile_bar = tqdm(unit="eval", leave=False, disable=args.quiet)
+
+    def progress(plane, n_planes, p):
+        tile_bar.total = p.evals_total
+        tile_bar.n = p.evals_done
+        tile_bar.set_description(f"plane {plane + 1}/{n_planes} tiles {p.tiles_done}/{p.tiles_total}")
+        tile_bar.refresh()
+
+    def on_file(i, n, row):
+        bar.update(1)
+        if row["status"] != "ok":
+            tqdm.write(f"{row['file']}: {row['status']}")
+
+    rows = segment_files(files, bundle, config, args.out, overwrite=args.overwrite, on_file=on_file,
+                         progress=progress, min_area=args.min_area)
+    tile_bar.close()
+    bar.close()
+    n_err = sum(r["status"].startswith("error") for r in rows)
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    print(f"{n_ok} segmented, {len(rows) - n_ok - n_err} skipped, {n_err} failed; "
+          f"table: {Path(args.out) / CSV_NAME}")
+    return 1 if n_err else 0
+
+
+def cmd_info(args) -> int:
+    bundle = _load(args.bundle)
+    from .core.models import count_parameters
+
+    info = bundle.card.to_dict()
+    info["path"] = str(bundle.path)
+    info["parameters"] = {n: count_parameters(getattr(bundle, n)) for n in ("autoencoder", "ldm_p", "ldm_s")}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pgdiffseg", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment image files or folders into <name>_labels.tif")
+    seg.add_argument("inputs", nargs="+", help="image files (TIFF, PNG) or folders")
+    seg.add_argument("--out", required=True, help="output folder")
+    seg.add_argument("--bundle", default=None, help="model bundle folder (default: the shipped model)")
+    seg.add_argument("--glob", default="*.[tp][in][fg]*", help="file pattern inside folders (TIFF and PNG)")
+    seg.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
+    seg.add_argument("--min-area", type=int, default=30, help="smallest cell counted, in pixels")
+    seg.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_args(seg)
+    seg.set_defaults(func=cmd_segment)
+
+    info = sub.add_parser("info", help="print a bundle's card and parameter counts")
+    info.add_argument("--bundle", default=None, help="model bundle folder (default: the shipped model)")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SegmentationCancelled:
+        print("pgdiffseg: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("pgdiffseg: interrupted", file=sys.stderr)
+        return 130
+    except (PGDiffSegError, OSError) as e:
+        print(f"pgdiffseg: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Writing result files safely: into a temporary file beside the target, then renamed.
+
+A crash, a full disk or a cancel never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file in `path`'s folder, then rename it to `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray, **kwargs) -> Path:
+    """Atomically write `array` to a TIFF file with tifffile (zlib-compressed unless told)."""
+    import tifffile
+
+    kwargs.setdefault("compression", "zlib")
+    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array, **kwargs))

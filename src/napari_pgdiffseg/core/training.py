@@ -1,0 +1,371 @@
+"""Training a whole bundle in three stages: autoencoder, LDM-P (eq. 3), LDM-S (eq. 6).
+
+The loop is Hugging Face `accelerate`'s: `Accelerator.prepare` places models, optimisers and
+data loaders, `accelerator.backward` handles mixed precision and gradient accumulation, so
+the same code runs on a CPU, one GPU or many (`accelerate launch`). Each stage checkpoints
+to ``<out>.ckpt/<stage>/`` (safetensors weights, optimiser state loaded with
+``weights_only=True``) and resumes from there.
+
+The U-Nets and the autoencoder are fully convolutional (UNet2DModel has no positional
+embedding), so stages train on random crops of the 256 px tiles (`crop`), which is much
+cheaper on a CPU, and segment whole tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .bundle import Bundle, BundleCard, create_bundle, save_bundle
+from .data import TileDataset
+from .errors import ConfigError
+from .models import encode_latents, get_preset
+from .sampling import mask_to_latent
+
+STAGES = ("autoencoder", "ldm_p", "ldm_s")
+
+
+@dataclass
+class StageConfig:
+    """Settings of one training stage."""
+
+    steps: int
+    batch_size: int = 16
+    crop: int = 128  # image pixels; a multiple of 32 so U-Net latents halve cleanly
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    ema_decay: float | None = None
+
+    def validate(self, name: str) -> None:
+        if self.steps < 0:
+            raise ConfigError(f"{name}: steps must be >= 0, got {self.steps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"{name}: batch_size must be >= 1, got {self.batch_size}")
+        if self.crop % 32 or self.crop < 32:
+            raise ConfigError(f"{name}: crop must be a multiple of 32 (>= 32), got {self.crop}")
+        if not self.lr > 0:
+            raise ConfigError(f"{name}: lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class TrainConfig:
+    """One training run of a bundle (every stage's settings, seed, device)."""
+
+    preset: str = "small"
+    prediction_type: str = "epsilon"
+    autoencoder: StageConfig = field(default_factory=lambda: StageConfig(steps=600, batch_size=16, crop=64, lr=1e-3))
+    ldm_p: StageConfig = field(default_factory=lambda: StageConfig(steps=1000))
+    ldm_s: StageConfig = field(default_factory=lambda: StageConfig(steps=1000))
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: str = "no"
+    gradient_accumulation_steps: int = 1
+    checkpoint_every: int = 200
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        get_preset(self.preset)
+        if self.prediction_type not in ("epsilon", "sample"):
+            raise ConfigError(f"prediction_type must be 'epsilon' or 'sample', got {self.prediction_type!r}")
+        for name in STAGES:
+            getattr(self, name).validate(name)
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+
+    from .devices import resolve_device
+
+    device = resolve_device(cfg.device)
+    return Accelerator(
+        cpu=device.type == "cpu",
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    )
+
+
+def _batches(dataset: TileDataset, batch_size: int, seed: int, num_workers: int) -> Iterator[dict]:
+    """Endless shuffled batches; each epoch reseeds the dataset's augmentation."""
+    g = torch.Generator().manual_seed(seed)
+    epoch = 0
+    while True:
+        dataset.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(dataset) >= batch_size,
+            num_workers=num_workers,
+        )
+        yield from loader
+        epoch += 1
+
+
+def _random_crop(batch: dict, size: int, g: torch.Generator) -> dict:
+    img = batch["image"]
+    h, w = img.shape[-2:]
+    if size >= h and size >= w:
+        return batch
+    y = int(torch.randint(0, h - size + 1, (1,), generator=g)) // 4 * 4
+    x = int(torch.randint(0, w - size + 1, (1,), generator=g)) // 4 * 4
+    out = dict(batch)
+    out["image"] = img[..., y : y + size, x : x + size]
+    if "mask" in batch:
+        out["mask"] = batch["mask"][..., y : y + size, x : x + size]
+    return out
+
+
+class _Checkpoint:
+    """Weights (save_pretrained, safetensors), optimiser state and step of one stage."""
+
+    def __init__(self, root: Path, stage: str):
+        self.dir = root / stage
+
+    def exists(self) -> bool:
+        return (self.dir / "state.json").is_file()
+
+    def save(self, model, optimizer, step: int, losses: list[float], ema=None) -> None:
+        tmp = self.dir.with_name(self.dir.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(tmp / "model", safe_serialization=True)
+        if ema is not None:
+            ema.save_pretrained(tmp / "ema")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses}))
+        old = self.dir.with_name(self.dir.name + ".old")
+        if self.dir.exists():
+            os.replace(self.dir, old)
+        os.replace(tmp, self.dir)
+        if old.exists():
+            import shutil
+
+            shutil.rmtree(old)
+
+    def load(self, model, optimizer) -> tuple[int, list[float]]:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(self.dir / "model" / "diffusion_pytorch_model.safetensors"))
+        optimizer.load_state_dict(torch.load(self.dir / "optimizer.pt", weights_only=True))
+        state = json.loads((self.dir / "state.json").read_text())
+        return int(state["step"]), list(state["losses"])
+
+
+@dataclass
+class StageReport:
+    stage: str
+    steps: int
+    seconds: float
+    first_loss: float
+    last_loss: float  # mean of the last 50 steps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fit(
+    stage: str,
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, dict, torch.Generator], torch.Tensor],
+    dataset: TileDataset,
+    scfg: StageConfig,
+    cfg: TrainConfig,
+    ckpt_root: Path | None,
+    log: Callable[[str], None],
+) -> StageReport:
+    from tqdm import tqdm
+
+    accelerator = _accelerator(cfg)
+    torch.manual_seed(cfg.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=scfg.lr, weight_decay=scfg.weight_decay)
+    ckpt = _Checkpoint(ckpt_root, stage) if ckpt_root is not None else None
+    step, losses = 0, []
+    if ckpt is not None and ckpt.exists():
+        step, losses = ckpt.load(model, opt)
+        log(f"{stage}: resumed from {ckpt.dir} at step {step}")
+    ema = None
+    if scfg.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(model.parameters(), decay=scfg.ema_decay)
+    model, opt = accelerator.prepare(model, opt)
+    model.train()
+    g = torch.Generator().manual_seed(cfg.seed + 1000 * (STAGES.index(stage) + 1) + step)
+    batches = _batches(dataset, scfg.batch_size, cfg.seed + step, cfg.num_workers)
+    t0 = time.perf_counter()
+    bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step", disable=None)
+    while step < scfg.steps:
+        batch = _random_crop(next(batches), scfg.crop, g)
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with accelerator.accumulate(model):
+            loss = loss_fn(model, batch, g)
+            accelerator.backward(loss)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(model).parameters())
+        step += 1
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == scfg.steps):
+            ckpt.save(accelerator.unwrap_model(model), opt, step, losses, ema)
+    bar.close()
+    model = accelerator.unwrap_model(model)
+    if ema is not None:
+        ema.copy_to(model.parameters())
+    model.eval()
+    seconds = time.perf_counter() - t0
+    return StageReport(
+        stage, step, seconds,
+        float(losses[0]) if losses else float("nan"),
+        float(np.mean(losses[-50:])) if losses else float("nan"),
+    )
+
+
+# --- losses -------------------------------------------------------------------------------
+
+
+def _ae_loss(model, batch, g):
+    x = batch["image"]
+    out = model(x)
+    rec = out.sample
+    return F.l1_loss(rec, x) + F.mse_loss(rec, x) + out.commit_loss.mean()
+
+
+
+
+def _noised(scheduler, x0, g):
+    noise = torch.randn(x0.shape, generator=g).to(x0.device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=g).to(x0.device)
+    return scheduler.add_noise(x0, noise, t), noise, t
+
+
+def _ldm_p_loss(autoencoder, scheduler):
+    def loss(model, batch, g):  # eq. 3
+        z = encode_latents(autoencoder, batch["image"])
+        zt, noise, t = _noised(scheduler, z, g)
+        return F.mse_loss(model(zt, t).sample, noise)
+
+    return loss
+
+
+def _ldm_s_loss(autoencoder, scheduler, n_classes, prediction_type):
+    def loss(model, batch, g):  # eq. 6 (epsilon) or its x0 counterpart
+        z = encode_latents(autoencoder, batch["image"])
+        y = mask_to_latent(batch["mask"], n_classes, tuple(z.shape[-2:]))
+        yt, noise, t = _noised(scheduler, y, g)
+        target = noise if prediction_type == "epsilon" else y
+        return F.mse_loss(model(torch.cat([yt, z], dim=1), t).sample, target)
+
+    return loss
+
+
+@torch.no_grad()
+def latent_scaling_factor(autoencoder, dataset: TileDataset, n_tiles: int = 64) -> float:
+    """1 / std of the encoder's latents over up to `n_tiles` tiles, so LDMs see unit variance."""
+    autoencoder.eval()
+    idx = np.linspace(0, len(dataset) - 1, min(n_tiles, len(dataset))).astype(int)
+    x = torch.stack([dataset[int(i)]["image"] for i in idx]).to(next(autoencoder.parameters()).device)
+    z = torch.cat([autoencoder.encode(x[i : i + 8]).latents for i in range(0, len(x), 8)])
+    return float(1.0 / z.std().clamp_min(1e-6))
+
+
+def train_bundle(
+    cfg: TrainConfig,
+    unlabelled: TileDataset,
+    labelled: TileDataset | None,
+    out: str | os.PathLike,
+    *,
+    stages: tuple[str, ...] = STAGES,
+    start_from: Bundle | None = None,
+    pretrained_autoencoder: str | os.PathLike | None = None,
+    card: BundleCard | None = None,
+    provenance: dict | None = None,
+    resume: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[Bundle, list[StageReport]]:
+    """Train the stages named in `stages` and save the bundle to `out`.
+
+    unlabelled: tiles for the autoencoder and LDM-P (masks optional).
+    labelled: tiles with masks for LDM-S (required when 'ldm_s' is in `stages`).
+    start_from: a bundle whose networks are the starting point (a stage not trained keeps
+    them); otherwise fresh networks of `cfg.preset`.
+    pretrained_autoencoder: a local diffusers VQModel folder (e.g. LDM's vq-f4); the
+    autoencoder stage is then skipped.
+    """
+    cfg.validate()
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
+    if "ldm_s" in stages and (labelled is None or len(labelled) == 0):
+        raise ConfigError("the ldm_s stage needs labelled tiles (image/mask pairs)")
+    out = Path(out)
+    ckpt_root = out.with_name(out.name + ".ckpt")
+    if not resume and ckpt_root.exists():
+        import shutil
+
+        shutil.rmtree(ckpt_root)
+    n_classes = labelled.n_classes if labelled is not None else 3
+    if start_from is None:
+        bundle = create_bundle(cfg.preset, n_classes=n_classes, seed=cfg.seed, prediction_type=cfg.prediction_type,
+                               card=card)
+    else:
+        bundle = start_from
+        bundle.card = replace(bundle.card, prediction_type=cfg.prediction_type)
+    if card is not None:
+        bundle.card = replace(card, prediction_type=cfg.prediction_type)
+    if pretrained_autoencoder is not None:
+        from diffusers import VQModel
+
+        bundle.autoencoder = VQModel.from_pretrained(pretrained_autoencoder, use_safetensors=True,
+                                                     local_files_only=True)
+        stages = tuple(s for s in stages if s != "autoencoder")
+    scheduler = bundle.make_scheduler("epsilon")
+    reports: list[StageReport] = []
+    for stage in STAGES:
+        if stage not in stages:
+            continue
+        scfg = getattr(cfg, stage)
+        if stage == "autoencoder":
+            rep = _fit(stage, bundle.autoencoder, _ae_loss, unlabelled, scfg, cfg, ckpt_root, log)
+            bundle.autoencoder.register_to_config(scaling_factor=latent_scaling_factor(bundle.autoencoder, unlabelled))
+        elif stage == "ldm_p":
+            bundle.autoencoder.requires_grad_(False).eval()
+            rep = _fit(stage, bundle.ldm_p, _ldm_p_loss(bundle.autoencoder, scheduler), unlabelled, scfg, cfg,
+                       ckpt_root, log)
+        else:
+            bundle.autoencoder.requires_grad_(False).eval()
+            rep = _fit(stage, bundle.ldm_s,
+                       _ldm_s_loss(bundle.autoencoder, scheduler, bundle.n_classes, cfg.prediction_type),
+                       labelled, scfg, cfg, ckpt_root, log)
+        log(f"{stage}: {rep.steps} steps in {rep.seconds:.0f} s, loss {rep.first_loss:.4f} -> {rep.last_loss:.4f}")
+        reports.append(rep)
+    bundle.autoencoder.requires_grad_(True)
+    prov = dict(bundle.card.provenance)
+    prov.update(provenance or {})
+    prov["training"] = {"config": cfg.to_dict(), "stages": [r.to_dict() for r in reports],
+                        "torch": torch.__version__}
+    bundle.card = replace(bundle.card, provenance=prov, preset=cfg.preset)
+    bundle.eval()
+    save_bundle(bundle.to("cpu"), out, overwrite=True)
+    return bundle, reports
+
+
+def summarize_reports(reports: list[StageReport]) -> str:
+    return "; ".join(f"{r.stage} {r.steps} steps {r.seconds:.0f} s loss {r.first_loss:.3f}->{r.last_loss:.3f}"
+                     for r in reports) or "nothing trained"
+
+
+__all__ = ["STAGES", "StageConfig", "TrainConfig", "StageReport", "train_bundle", "latent_scaling_factor",
+           "summarize_reports"]

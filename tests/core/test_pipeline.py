@@ -1,0 +1,124 @@
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from napari_pgdiffseg import ConfigError, InputImageError, SegmentationCancelled, segment, segment_stack
+
+
+@pytest.mark.parametrize(
+    "kw,nfe",
+    [
+        ({"strategy": "prior", "inversion_steps": 10, "sampling_steps": 5}, 10 + 5),
+        ({"strategy": "random", "ensemble": 3, "sampling_steps": 5}, 3 * 5),
+        ({"strategy": "forward", "forward_t": 300, "sampling_steps": 10}, 10),
+        ({"strategy": "prior", "inversion_steps": 5, "sampling_steps": 4, "ensemble": 2, "mix": 0.5}, 5 + 2 * 4),
+    ],
+)
+def test_segment_end_to_end(tiny_bundle, fast_config, frame_300x200, kw, nfe):
+    cfg = replace(fast_config, noise_metrics=True, return_scores=True, **kw)
+    r = segment(frame_300x200, tiny_bundle, cfg)
+    assert r.labels.shape == (300, 200) and r.labels.dtype == np.uint8
+    assert set(np.unique(r.labels)) <= {0, 1, 2}
+    assert r.nfe == nfe == cfg.nfe_per_tile()
+    assert r.agreement.shape == (300, 200) and 0 < r.agreement.min() and r.agreement.max() <= 1
+    assert r.scores.shape == (3, 300, 200)
+    assert r.noise.shape == (3, 75, 50)
+    assert np.isfinite(r.noise_ssim) and r.noise_kld >= 0
+    assert r.n_tiles == 2  # 300 rows -> two overlapping 256 tiles
+    assert sum(r.class_fractions().values()) == pytest.approx(1.0)
+
+
+def test_random_ensemble_has_disagreement_and_votes(tiny_bundle, fast_config, frame_300x200):
+    r = segment(frame_300x200, tiny_bundle, replace(fast_config, strategy="random", ensemble=3))
+    # With random weights the samples disagree somewhere; agreement takes k-vote values.
+    assert r.agreement.min() < 1.0
+    single = segment(frame_300x200, tiny_bundle, replace(fast_config, strategy="random", ensemble=1))
+    assert not np.array_equal(single.labels, r.labels)
+
+
+def test_prior_noise_matches_paper_rule(tiny_bundle, fast_config, frame_300x200):
+    r = segment(frame_300x200, tiny_bundle, replace(fast_config, strategy="prior"))
+    # Averaged and repeated: every class channel of the starting noise is the same map.
+    assert np.array_equal(r.noise[0], r.noise[1]) and np.array_equal(r.noise[1], r.noise[2])
+    rn = segment(frame_300x200, tiny_bundle, replace(fast_config, strategy="prior", renormalise=True))
+    assert rn.noise_std == pytest.approx(1.0, abs=1e-3)
+
+
+def test_seed_reproducible_and_changes_random_result(tiny_bundle, fast_config, frame_300x200):
+    cfg = replace(fast_config, strategy="random")
+    a = segment(frame_300x200, tiny_bundle, cfg)
+    b = segment(frame_300x200, tiny_bundle, cfg)
+    c = segment(frame_300x200, tiny_bundle, replace(cfg, seed=1))
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.noise, b.noise)
+    assert not np.array_equal(a.noise, c.noise)
+
+
+def test_tile_batch_does_not_change_noise(tiny_bundle, fast_config):
+    img = np.random.default_rng(5).normal(size=(600, 520)).astype(np.float32)
+    a = segment(img, tiny_bundle, replace(fast_config, strategy="random", tile_batch=1))
+    b = segment(img, tiny_bundle, replace(fast_config, strategy="random", tile_batch=8))
+    assert np.array_equal(a.noise, b.noise)
+    assert (a.labels == b.labels).mean() > 0.999
+
+
+def test_progress_reports_every_evaluation(tiny_bundle, fast_config, frame_300x200):
+    events = []
+    segment(frame_300x200, tiny_bundle, replace(fast_config, tile_batch=1), progress=events.append)
+    total = events[-1].evals_total
+    assert total == 2 * (5 + 5)  # 2 tile batches x (inversion + sampling)
+    assert events[-1].evals_done == total and events[-1].tiles_done == 2
+    assert [e.evals_done for e in events] == sorted(e.evals_done for e in events)
+
+
+@pytest.mark.parametrize("stop_after", [1, 7, 13])
+def test_cancel_stops_within_one_evaluation(tiny_bundle, fast_config, frame_300x200, stop_after):
+    ev = threading.Event()
+    seen = []
+
+    def progress(p):
+        seen.append(p.evals_done)
+        if p.evals_done >= stop_after:
+            ev.set()
+
+    with pytest.raises(SegmentationCancelled):
+        segment(frame_300x200, tiny_bundle, replace(fast_config, tile_batch=1), progress=progress, cancel=ev)
+    assert max(seen) == stop_after
+
+
+def test_cancel_callable(tiny_bundle, fast_config, frame_300x200):
+    with pytest.raises(SegmentationCancelled):
+        segment(frame_300x200, tiny_bundle, fast_config, cancel=lambda: True)
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (257, 31), (513, 260)])
+def test_any_frame_size(tiny_bundle, fast_config, shape):
+    img = np.random.default_rng(0).integers(0, 255, size=shape).astype(np.uint8)
+    r = segment(img, tiny_bundle, fast_config)
+    assert r.labels.shape == shape
+    assert r.noise.shape == (3, -(-shape[0] // 4), -(-shape[1] // 4))
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [({"sampling_steps": 7}, "sampling_steps must divide"), ({"ensemble": 0}, "ensemble"),
+     ({"overlap": 30}, "overlap"), ({"tile_batch": 0}, "tile_batch"), ({"strategy": "ddpm"}, "strategy"),
+     ({"device": "tpu"}, "device")],
+)
+def test_bad_settings_are_refused(tiny_bundle, fast_config, frame_300x200, kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        segment(frame_300x200, tiny_bundle, replace(fast_config, **kw))
+
+
+def test_bad_input_is_refused_before_any_work(tiny_bundle, fast_config):
+    with pytest.raises(InputImageError, match="RGB"):
+        segment(np.zeros((64, 64, 3), np.uint8), tiny_bundle, fast_config)
+
+
+def test_segment_stack_plane_by_plane(tiny_bundle, fast_config):
+    stack = np.random.default_rng(0).normal(size=(3, 40, 50)).astype(np.float32)
+    seen = []
+    results = segment_stack(stack, tiny_bundle, fast_config, progress=lambda i, n, p: seen.append((i, n)))
+    assert len(results) == 3 and all(r.labels.shape == (40, 50) for r in results)
+    assert {i for i, _ in seen} == {0, 1, 2} and {n for _, n in seen} == {3}
