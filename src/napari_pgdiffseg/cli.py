@@ -117,6 +117,46 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import shlex
+
+    from .core.bundle import load_bundle
+    from .core.data import parse_label_map
+    from .core.synthetic import SyntheticConfig
+    from .core.training import STAGES, StageConfig, TrainConfig, build_training_data, train_bundle
+
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    bad = set(stages) - set(STAGES)
+    if bad:
+        raise PGDiffSegError(f"unknown stage(s) {', '.join(sorted(bad))}; choose from {', '.join(STAGES)}")
+    cfg = TrainConfig(
+        preset=args.preset,
+        prediction_type=args.prediction_type,
+        autoencoder=StageConfig(args.steps_autoencoder, args.batch_autoencoder, args.crop_autoencoder, args.lr_autoencoder),
+        ldm_p=StageConfig(args.steps_ldm_p, args.batch_ldm, args.crop_ldm, args.lr_ldm),
+        ldm_s=StageConfig(args.steps_ldm_s, args.batch_ldm, args.crop_ldm, args.lr_ldm),
+        seed=args.seed,
+        device=args.device,
+        mixed_precision=args.mixed_precision,
+        checkpoint_every=args.checkpoint_every,
+    )
+    label_map = parse_label_map(args.label_map) if args.label_map else None
+    synth_cfg = SyntheticConfig(difficulty=args.synthetic_difficulty)
+    unlabelled, labelled, desc = build_training_data(
+        args.data, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
+        synthetic_config=synth_cfg, label_map=label_map, seed=args.seed,
+    )
+    print(f"training data: {desc['tiles_unlabelled']} tiles for autoencoder/LDM-P, "
+          f"{desc['tiles_labelled']} labelled tiles for LDM-S")
+    start = load_bundle(args.start_from) if args.start_from else None
+    provenance = {"command": "pgdiffseg " + " ".join(shlex.quote(a) for a in args.argv), "data": desc}
+    _, reports = train_bundle(cfg, unlabelled, labelled, args.out, stages=stages, start_from=start,
+                              pretrained_autoencoder=args.pretrained_autoencoder, provenance=provenance,
+                              resume=not args.no_resume)
+    print(f"bundle written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgdiffseg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +172,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(seg)
     seg.set_defaults(func=cmd_segment)
 
+    tr = sub.add_parser("train", help="train a bundle: autoencoder, LDM-P, LDM-S (each resumable)")
+    tr.add_argument("--data", nargs="*", default=[], help="folders of images (and masks: images/ + masks/ or NAME_mask.tif)")
+    tr.add_argument("--out", required=True, help="bundle folder to write (checkpoints go to OUT.ckpt)")
+    tr.add_argument("--preset", default="small", choices=("tiny", "small", "paper"), help="network sizes")
+    tr.add_argument("--stages", default="autoencoder,ldm_p,ldm_s", help="comma-separated stages to train")
+    tr.add_argument("--prediction-type", default="epsilon", choices=("epsilon", "sample"),
+                    help="LDM-S target: epsilon (paper eq. 6) or sample (x0)")
+    tr.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with masks")
+    tr.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic frames")
+    tr.add_argument("--synthetic-difficulty", type=float, default=0.25, help="difficulty of the synthetic frames")
+    tr.add_argument("--label-map", default=None, help="mask value mapping: 'hela', 'cho' or '0:1,1:1,2:2,3:0'")
+    tr.add_argument("--steps-autoencoder", type=int, default=600)
+    tr.add_argument("--steps-ldm-p", type=int, default=1000)
+    tr.add_argument("--steps-ldm-s", type=int, default=1000)
+    tr.add_argument("--batch-autoencoder", type=int, default=16)
+    tr.add_argument("--batch-ldm", type=int, default=16)
+    tr.add_argument("--crop-autoencoder", type=int, default=64, help="training crop in pixels (autoencoder)")
+    tr.add_argument("--crop-ldm", type=int, default=128, help="training crop in pixels (LDMs)")
+    tr.add_argument("--lr-autoencoder", type=float, default=1e-3)
+    tr.add_argument("--lr-ldm", type=float, default=2e-4)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    tr.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
+    tr.add_argument("--checkpoint-every", type=int, default=200)
+    tr.add_argument("--start-from", default=None, help="bundle whose networks start the training")
+    tr.add_argument("--pretrained-autoencoder", default=None,
+                    help="local diffusers VQModel folder (e.g. LDM vq-f4); skips the autoencoder stage")
+    tr.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    tr.set_defaults(func=cmd_train)
+
     info = sub.add_parser("info", help="print a bundle's card and parameter counts")
     info.add_argument("--bundle", default=None, help="model bundle folder (default: the shipped model)")
     info.set_defaults(func=cmd_info)
@@ -141,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except SegmentationCancelled:

@@ -352,14 +352,89 @@ def train_bundle(
         log(f"{stage}: {rep.steps} steps in {rep.seconds:.0f} s, loss {rep.first_loss:.4f} -> {rep.last_loss:.4f}")
         reports.append(rep)
     bundle.autoencoder.requires_grad_(True)
+    # Each training run appends its record, so a bundle trained in several commands keeps
+    # the whole history (which command trained which stage, on what, for how long, where).
     prov = dict(bundle.card.provenance)
-    prov.update(provenance or {})
-    prov["training"] = {"config": cfg.to_dict(), "stages": [r.to_dict() for r in reports],
-                        "torch": torch.__version__}
+    run = dict(provenance or {})
+    run.update({"config": cfg.to_dict(), "stages": [r.to_dict() for r in reports], "machine": machine_info()})
+    prov["training_runs"] = list(prov.get("training_runs", [])) + [run]
     bundle.card = replace(bundle.card, provenance=prov, preset=cfg.preset)
     bundle.eval()
     save_bundle(bundle.to("cpu"), out, overwrite=True)
     return bundle, reports
+
+
+def machine_info() -> dict:
+    """Where a run happened: enough to compare timings honestly."""
+    import platform
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def build_training_data(
+    data_dirs: list[str | os.PathLike] = (),
+    *,
+    synthetic_frames: int = 0,
+    synthetic_seed: int = 0,
+    synthetic_config=None,
+    label_map=None,
+    n_classes: int = 3,
+    tile_size: int = 256,
+    stride: int | None = None,
+    augment=None,
+    seed: int = 0,
+) -> tuple[TileDataset, TileDataset | None, dict]:
+    """Tiles for the unsupervised stages (every frame) and for LDM-S (frames with masks).
+
+    Frames come from image folders (`data.find_frames` layouts; masks optional) and from
+    `synthetic_frames` synthetic frames with masks. Returns (unlabelled, labelled or None,
+    description for the bundle's provenance).
+    """
+    from .data import Augment, find_frames, read_image, read_mask
+    from .synthetic import SyntheticConfig, make_dataset
+
+    augment = Augment() if augment is None else augment
+    images, masks, names = [], [], []
+    for d in data_dirs:
+        for f in find_frames(d):
+            images.append(read_image(f.image_path))
+            masks.append(None if f.mask_path is None else read_mask(f.mask_path, label_map=label_map,
+                                                                     n_classes=n_classes))
+            names.append(str(f.image_path))
+    n_files = len(images)
+    n_file_masks = sum(m is not None for m in masks)
+    if synthetic_frames:
+        scfg = synthetic_config or SyntheticConfig(shape=(tile_size, tile_size))
+        simg, smask = make_dataset(synthetic_frames, synthetic_seed, scfg)
+        images += list(simg)
+        masks += list(smask)
+        names += [f"synthetic[{synthetic_seed}:{i}]" for i in range(synthetic_frames)]
+    if not images:
+        raise ConfigError("no training frames: give --data folders and/or --synthetic N")
+    common = dict(tile_size=tile_size, stride=stride, augment=augment, seed=seed)
+    unlabelled = TileDataset.from_arrays(images, None, names=names, load_masks=False, **common)
+    lab_idx = [i for i, m in enumerate(masks) if m is not None]
+    labelled = None
+    if lab_idx:
+        labelled = TileDataset.from_arrays([images[i] for i in lab_idx], [masks[i] for i in lab_idx],
+                                           names=[names[i] for i in lab_idx], n_classes=n_classes,
+                                           require_masks=True, **common)
+    desc = {
+        "data_dirs": [str(d) for d in data_dirs],
+        "files": n_files,
+        "files_with_masks": n_file_masks,
+        "synthetic_frames": synthetic_frames,
+        "synthetic_seed": synthetic_seed,
+        "synthetic_config": None if not synthetic_frames else asdict(scfg),
+        "tiles_unlabelled": len(unlabelled),
+        "tiles_labelled": 0 if labelled is None else len(labelled),
+        "label_map": None if label_map is None else str(label_map),
+    }
+    return unlabelled, labelled, desc
 
 
 def summarize_reports(reports: list[StageReport]) -> str:
@@ -367,5 +442,5 @@ def summarize_reports(reports: list[StageReport]) -> str:
                      for r in reports) or "nothing trained"
 
 
-__all__ = ["STAGES", "StageConfig", "TrainConfig", "StageReport", "train_bundle", "latent_scaling_factor",
-           "summarize_reports"]
+__all__ = ["STAGES", "StageConfig", "TrainConfig", "StageReport", "build_training_data", "train_bundle",
+           "latent_scaling_factor", "summarize_reports"]
