@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pgdiffseg.core.bundle import load_bundle
+from napari_pgdiffseg.core.errors import ConfigError
+from napari_pgdiffseg.core.models import encode_latents
+from napari_pgdiffseg.core.training import StageConfig, TrainConfig, build_training_data, train_bundle
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_training_data(synthetic_frames=4, synthetic_seed=3)
+
+
+def _cfg(ae=8, p=3, s=3, **kw):
+    return TrainConfig(preset="tiny", autoencoder=StageConfig(ae, 4, 64, 1e-3), ldm_p=StageConfig(p, 2, 64),
+                       ldm_s=StageConfig(s, 2, 64), device="cpu", checkpoint_every=2, **kw)
+
+
+def test_three_stages_train_save_and_lower_autoencoder_loss(data, tmp_path):
+    unl, lab, desc = data
+    assert desc["tiles_labelled"] == 4 and lab.n_classes == 3
+    logs = []
+    bundle, reports = train_bundle(_cfg(ae=30), unl, lab, tmp_path / "b", log=logs.append)
+    assert [r.stage for r in reports] == ["autoencoder", "ldm_p", "ldm_s"]
+    ae = reports[0]
+    assert ae.last_loss < ae.first_loss  # reconstruction improves
+    loaded = load_bundle(tmp_path / "b")
+    card = json.loads((tmp_path / "b" / "pgdiffseg.json").read_text())
+    run = card["provenance"]["training_runs"][-1]
+    assert [s["steps"] for s in run["stages"]] == [30, 3, 3] and run["machine"]["cpu_count"] >= 1
+    # Latents are scaled to unit variance for the LDMs.
+    x = torch.stack([unl[i]["image"] for i in range(len(unl))])
+    z = encode_latents(loaded.autoencoder, x)
+    assert 0.7 < float(z.std()) < 1.3
+
+
+def test_resume_continues_from_checkpoint(data, tmp_path):
+    unl, lab, _ = data
+    logs = []
+    train_bundle(_cfg(ae=4), unl, lab, tmp_path / "b", stages=("autoencoder",), log=logs.append)
+    state = json.loads((tmp_path / "b.ckpt" / "autoencoder" / "state.json").read_text())
+    assert state["step"] == 4
+    _, reports = train_bundle(_cfg(ae=6), unl, lab, tmp_path / "b", stages=("autoencoder",), log=logs.append)
+    assert any("resumed" in m and "step 4" in m for m in logs)
+    assert reports[0].steps == 6
+    assert len(json.loads((tmp_path / "b.ckpt" / "autoencoder" / "state.json").read_text())["losses"]) == 6
+
+
+def test_x0_prediction_is_recorded(data, tmp_path):
+    unl, lab, _ = data
+    bundle, _ = train_bundle(_cfg(prediction_type="sample"), unl, lab, tmp_path / "b", stages=("ldm_s",))
+    assert load_bundle(tmp_path / "b").card.prediction_type == "sample"
+    assert bundle.make_scheduler().config.prediction_type == "sample"
+
+
+def test_ldm_s_needs_masks_and_settings_are_checked(data, tmp_path):
+    unl, _, _ = data
+    with pytest.raises(ConfigError, match="labelled"):
+        train_bundle(_cfg(), unl, None, tmp_path / "b")
+    with pytest.raises(ConfigError, match="crop must be a multiple of 32"):
+        train_bundle(TrainConfig(preset="tiny", ldm_p=StageConfig(1, 2, 48)), unl, None, tmp_path / "b",
+                     stages=("ldm_p",))
+    with pytest.raises(ConfigError, match="unknown stage"):
+        train_bundle(_cfg(), unl, None, tmp_path / "b", stages=("vae",))
+
+
+def test_training_is_seeded(data, tmp_path):
+    unl, lab, _ = data
+    a, _ = train_bundle(_cfg(ae=3, p=2, s=0), unl, lab, tmp_path / "a", stages=("autoencoder", "ldm_p"))
+    b, _ = train_bundle(_cfg(ae=3, p=2, s=0), unl, lab, tmp_path / "b", stages=("autoencoder", "ldm_p"))
+    for pa, pb in zip(a.ldm_p.parameters(), b.ldm_p.parameters()):
+        assert torch.equal(pa, pb)
+    assert np.isfinite([p.detach().sum().item() for p in a.autoencoder.parameters()]).all()

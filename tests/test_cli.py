@@ -1,0 +1,92 @@
+"""The command line drives the same core: segment folders, train, info, demo; errors are one line."""
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_pgdiffseg import create_bundle, save_bundle
+from napari_pgdiffseg.cli import main
+
+FAST = ["--inversion-steps", "5", "--sampling-steps", "5", "--no-noise-metrics", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return save_bundle(create_bundle("tiny"), tmp_path_factory.mktemp("b") / "bundle")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(d / "a.tif", rng.normal(size=(100, 120)).astype(np.float32))
+    tifffile.imwrite(d / "b.tif", rng.integers(0, 255, size=(2, 64, 64)).astype(np.uint8))  # a stack
+    tifffile.imwrite(d / "bad.tif", np.zeros((64, 64), np.float32))  # constant
+    return d
+
+
+def _rows(out):
+    with open(out / "pgdiffseg_results.csv") as f:
+        return {r["file"].split("/")[-1]: r for r in csv.DictReader(f)}
+
+
+def test_segment_folder_writes_labels_and_csv_and_reports_bad_file(bundle_dir, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(folder), "--out", str(out), "--bundle", str(bundle_dir), *FAST])
+    assert code == 1  # one file failed
+    rows = _rows(out)
+    assert rows["a.tif"]["status"] == "ok" and rows["b.tif"]["status"] == "ok"
+    assert rows["bad.tif"]["status"].startswith("error:") and "constant" in rows["bad.tif"]["status"]
+    a = tifffile.imread(out / "a_labels.tif")
+    assert a.shape == (100, 120) and a.dtype == np.uint8 and set(np.unique(a)) <= {0, 1, 2}
+    assert tifffile.imread(out / "b_labels.tif").shape == (2, 64, 64)
+    assert not (out / "bad_labels.tif").exists()
+    assert int(rows["a.tif"]["nfe"]) == 10
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    # Rerun: done files are skipped (resume), the bad one is retried.
+    code = main(["segment", str(folder), "--out", str(out), "--bundle", str(bundle_dir), *FAST])
+    rows = _rows(out)
+    assert rows["a.tif"]["status"].startswith("skipped")
+    assert "1 failed" in capsys.readouterr().out
+
+
+def test_missing_bundle_is_one_line_error(folder, tmp_path, capsys):
+    code = main(["segment", str(folder), "--out", str(tmp_path / "o"), "--bundle", str(tmp_path / "none"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err and "Traceback" not in err
+
+
+def test_bad_setting_is_one_line_error(bundle_dir, folder, tmp_path, capsys):
+    code = main(["segment", str(folder), "--out", str(tmp_path / "o"), "--bundle", str(bundle_dir),
+                 "--sampling-steps", "7", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sampling_steps must divide 1000" in err
+
+
+def test_info_prints_card(bundle_dir, capsys):
+    assert main(["info", "--bundle", str(bundle_dir)]) == 0
+    out = capsys.readouterr().out
+    assert '"class_names"' in out and '"ldm_s"' in out
+
+
+def test_demo_writes_samples_labels_and_scores(bundle_dir, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--bundle", str(bundle_dir), *FAST[:-1]]) == 0
+    assert (out / "samples" / "qpi_cell_skimage.tif").is_file()
+    assert tifffile.imread(out / "qpi_cell_skimage_labels.tif").shape == (660, 550)
+    assert tifffile.imread(out / "synthetic_qpi_labels.tif").shape == (512, 512)
+    assert "mIoU" in capsys.readouterr().out
+
+
+def test_train_tiny_bundle_from_synthetic_data(tmp_path, capsys):
+    out = tmp_path / "trained"
+    args = ["train", "--synthetic", "4", "--preset", "tiny", "--out", str(out), "--steps-autoencoder", "4",
+            "--steps-ldm-p", "3", "--steps-ldm-s", "3", "--crop-ldm", "64", "--batch-ldm", "2", "--device", "cpu"]
+    assert main(args) == 0
+    assert (out / "pgdiffseg.json").is_file()
+    assert main(["info", "--bundle", str(out)]) == 0
+    assert '"training_runs"' in capsys.readouterr().out
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "x"), "--stages", "ldm_q"]) == 2
