@@ -72,13 +72,47 @@ def test_info_prints_card(bundle_dir, capsys):
     assert '"class_names"' in out and '"ldm_s"' in out
 
 
-def test_demo_writes_samples_labels_and_scores(bundle_dir, tmp_path, capsys):
+def test_demo_writes_truth_labels_figure_and_summary(bundle_dir, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--bundle", str(bundle_dir), *FAST[:-1]]) == 0
-    assert (out / "samples" / "qpi_cell_skimage.tif").is_file()
-    assert tifffile.imread(out / "qpi_cell_skimage_labels.tif").shape == (660, 550)
-    assert tifffile.imread(out / "synthetic_qpi_labels.tif").shape == (512, 512)
+    assert main(["demo", "--out", str(out), "--bundle", str(bundle_dir), *FAST]) == 0
+    truth = tifffile.imread(out / "synthetic_qpi_truth.tif")
+    labels = tifffile.imread(out / "synthetic_qpi_labels.tif")
+    assert labels.shape == truth.shape == (512, 512) and set(np.unique(labels)) <= {0, 1, 2}
+    png = (out / "synthetic_qpi_figure.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (out / "synthetic_qpi_summary.txt").read_text()
+    assert summary.count("\n") == 1 and "mIoU" in summary and "NFE 10/tile" in summary
     assert "mIoU" in capsys.readouterr().out
+
+
+def test_demo_on_a_real_image(bundle_dir, tmp_path):
+    from skimage.data import cell
+
+    img = tmp_path / "cell.png"
+    import imageio.v3 as iio
+
+    iio.imwrite(img, cell())
+    out = tmp_path / "demo"
+    assert main(["demo", "--image", str(img), "--out", str(out), "--bundle", str(bundle_dir), *FAST]) == 0
+    assert tifffile.imread(out / "cell_labels.tif").shape == (660, 550)
+    assert "mIoU" not in (out / "cell_summary.txt").read_text()
+
+
+def test_forced_write_error_leaves_no_partial_file(bundle_dir, folder, tmp_path, monkeypatch, capsys):
+    def failing_write(path, data, **kw):
+        with open(path, "wb") as f:
+            f.write(b"II*\x00partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tifffile, "imwrite", failing_write)
+    out = tmp_path / "out"
+    code = main(["segment", str(folder / "a.tif"), "--out", str(out), "--bundle", str(bundle_dir), *FAST])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["pgdiffseg_results.csv"]
+    assert "No space left" in (out / "pgdiffseg_results.csv").read_text()
+    code = main(["demo", "--out", str(tmp_path / "d"), "--bundle", str(bundle_dir), *FAST])
+    assert code == 2 and "No space left" in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "d").iterdir() if p.suffix == ".tif" or p.name.startswith(".")]
 
 
 def test_train_tiny_bundle_from_synthetic_data(tmp_path, capsys):

@@ -109,35 +109,48 @@ def cmd_segment(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Write the shipped samples, segment them, score the synthetic one against its truth."""
-    from skimage.data import cell
+    """Segment a synthetic frame with truth (or --image FILE) and write labels, figure, summary."""
+    from tqdm import tqdm
 
-    from .core.batch import CSV_NAME, output_path, segment_files
     from .core.data import read_image
     from .core.io import write_tiff
     from .core.metrics import segmentation_scores
+    from .core.pipeline import segment
     from .core.synthetic import SyntheticConfig, make_frame
+    from .figure import demo_figure
 
     out = Path(args.out)
-    samples = out / "samples"
-    samples.mkdir(parents=True, exist_ok=True)
-    real = write_tiff(samples / "qpi_cell_skimage.tif", cell())
-    phase, truth = make_frame(DEMO_SEED, SyntheticConfig(shape=(512, 512), difficulty=0.5))
-    synth = write_tiff(samples / "synthetic_qpi.tif", phase)
-    write_tiff(samples / "synthetic_qpi_truth.tif", truth)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.image:
+        image, truth, name = read_image(args.image), None, Path(args.image).stem
+    else:
+        image, truth = make_frame(DEMO_SEED, SyntheticConfig(shape=(512, 512), difficulty=0.5))
+        name = "synthetic_qpi"
+        write_tiff(out / f"{name}.tif", image)
+        write_tiff(out / f"{name}_truth.tif", truth)
     config = _config_from_args(args)
     bundle = _load(args.bundle)
-    print(f"segmenting {real.name} and {synth.name} with {bundle.path} ({config.strategy}, "
-          f"{config.nfe_per_tile()} network evaluations per tile)")
-    rows = segment_files([real, synth], bundle, config, out, overwrite=True)
-    for row in rows:
-        if row["status"] != "ok":
-            raise PGDiffSegError(f"{row['file']}: {row['status']}")
-        print(f"{Path(row['file']).name}: live {row['live_cells']} cells, dead {row['dead_cells']} cells, "
-              f"{row['seconds']:.1f} s on {row['device']} -> {row['output']}")
-    pred = read_image(output_path(out, synth))
-    s = segmentation_scores(pred, truth, bundle.n_classes)
-    print(f"synthetic frame against its truth: mIoU {s['miou']:.3f}, F1 {s['f1']:.3f}; table: {out / CSV_NAME}")
+    bar = tqdm(unit="eval", desc=f"{name} ({config.strategy})", disable=args.quiet)
+
+    def progress(p):
+        bar.total = p.evals_total
+        bar.n = p.evals_done
+        bar.refresh()
+
+    result = segment(image, bundle, config, progress=progress)
+    bar.close()
+    labels_path = write_tiff(out / f"{name}_labels.tif", result.labels)
+    parts = [f"{name}:"]
+    if truth is not None:
+        s = segmentation_scores(result.labels, truth, bundle.n_classes)
+        parts.append(f"mIoU {s['miou']:.3f}, F1 {s['f1']:.3f},")
+    parts.append(f"noise SSIM {result.noise_ssim:.3f}, KLD {result.noise_kld:.3f}, NFE {result.nfe}/tile x "
+                 f"{result.n_tiles} tiles, {result.seconds:.1f} s on {result.device}")
+    summary = " ".join(parts)
+    fig = demo_figure(out / f"{name}_figure.png", image, result, bundle.card.colors, truth, title=summary)
+    (out / f"{name}_summary.txt").write_text(summary + "\n")
+    print(summary)
+    print(f"wrote {labels_path}, {fig}")
     return 0
 
 
@@ -207,8 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(seg)
     seg.set_defaults(func=cmd_segment)
 
-    demo = sub.add_parser("demo", help="segment the shipped samples (a real QPI cell, a synthetic frame with truth)")
+    demo = sub.add_parser("demo", help="segment a synthetic frame with truth (or --image FILE): labels, figure, summary")
     demo.add_argument("--out", default="pgdiffseg-demo", help="output folder (default: pgdiffseg-demo)")
+    demo.add_argument("--image", default=None, help="a real frame (TIFF, PNG) instead of the synthetic one")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.add_argument("--bundle", default=None, help="model bundle folder (default: the shipped model)")
     _add_config_args(demo)
     demo.set_defaults(func=cmd_demo)

@@ -75,3 +75,51 @@ def test_training_is_seeded(data, tmp_path):
     for pa, pb in zip(a.ldm_p.parameters(), b.ldm_p.parameters()):
         assert torch.equal(pa, pb)
     assert np.isfinite([p.detach().sum().item() for p in a.autoencoder.parameters()]).all()
+
+
+@pytest.mark.parametrize("stage,ptype", [("autoencoder", "epsilon"), ("ldm_p", "epsilon"), ("ldm_s", "epsilon"),
+                                         ("ldm_s", "sample")])
+def test_each_stage_lowers_the_loss_on_a_fixed_batch(stage, ptype, tmp_path):
+    from napari_pgdiffseg.core.bundle import create_bundle
+    from napari_pgdiffseg.core.data import TileDataset
+    from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_dataset
+    from napari_pgdiffseg.core.training import stage_model_and_loss
+
+    imgs, masks = make_dataset(2, 5, SyntheticConfig(shape=(64, 64)))
+    ds = TileDataset.from_arrays(imgs, masks, tile_size=64)
+    batch = {"image": torch.stack([ds[i]["image"] for i in range(2)]),
+             "mask": torch.stack([ds[i]["mask"] for i in range(2)])}
+    start = create_bundle("tiny", seed=0)
+
+    def fixed_loss(bundle):
+        model, loss_fn = stage_model_and_loss(bundle, stage, ptype)
+        model.eval()
+        with torch.no_grad():
+            return float(loss_fn(model, batch, torch.Generator().manual_seed(123)))
+
+    before = fixed_loss(start)
+    cfg = TrainConfig(preset="tiny", prediction_type=ptype, device="cpu", checkpoint_every=1000,
+                      **{stage: StageConfig(40, 2, 64, 3e-3)})
+    trained, _ = train_bundle(cfg, ds, ds, tmp_path / "b", stages=(stage,), start_from=start, log=lambda m: None)
+    assert fixed_loss(trained) < 0.9 * before
+
+
+def test_pretrained_rgb_autoencoder_skips_stage_and_segments(data, tmp_path):
+    """A local diffusers VQModel with RGB input (the LDM vq-f4 layout) replaces the autoencoder stage."""
+    from diffusers import VQModel
+
+    from napari_pgdiffseg import SegmentConfig, segment
+
+    VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 8), layers_per_block=1,
+            latent_channels=3, num_vq_embeddings=16, vq_embed_dim=3, norm_num_groups=4,
+            scaling_factor=1.0).save_pretrained(tmp_path / "vq")
+    unl, lab, _ = data
+    bundle, reports = train_bundle(_cfg(p=2, s=2), unl, lab, tmp_path / "b", pretrained_autoencoder=tmp_path / "vq",
+                                   log=lambda m: None)
+    assert [r.stage for r in reports] == ["ldm_p", "ldm_s"]
+    loaded = load_bundle(tmp_path / "b")
+    assert loaded.autoencoder.config.in_channels == 3
+    r = segment(np.random.default_rng(0).normal(size=(64, 80)), loaded,
+                SegmentConfig(inversion_steps=2, sampling_steps=2, device="cpu", noise_metrics=False))
+    assert r.labels.shape == (64, 80)

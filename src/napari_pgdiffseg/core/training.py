@@ -271,6 +271,24 @@ def _ldm_s_loss(autoencoder, scheduler, n_classes, prediction_type):
     return loss
 
 
+def stage_model_and_loss(bundle: Bundle, stage: str, prediction_type: str = "epsilon"):
+    """The network a stage trains and its loss ``loss(model, batch, generator)``.
+
+    The generator draws the noise and timesteps, so a fixed generator gives a fixed loss
+    (used to check that training lowers the loss on a fixed batch).
+    """
+    if stage == "autoencoder":
+        bundle.autoencoder.requires_grad_(True)
+        return bundle.autoencoder, _ae_loss
+    bundle.autoencoder.requires_grad_(False).eval()  # frozen for the LDM stages
+    scheduler = bundle.make_scheduler("epsilon")
+    if stage == "ldm_p":
+        return bundle.ldm_p, _ldm_p_loss(bundle.autoencoder, scheduler)
+    if stage == "ldm_s":
+        return bundle.ldm_s, _ldm_s_loss(bundle.autoencoder, scheduler, bundle.n_classes, prediction_type)
+    raise ConfigError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+
+
 @torch.no_grad()
 def latent_scaling_factor(autoencoder, dataset: TileDataset, n_tiles: int = 64) -> float:
     """1 / std of the encoder's latents over up to `n_tiles` tiles, so LDMs see unit variance."""
@@ -331,24 +349,16 @@ def train_bundle(
         bundle.autoencoder = VQModel.from_pretrained(pretrained_autoencoder, use_safetensors=True,
                                                      local_files_only=True)
         stages = tuple(s for s in stages if s != "autoencoder")
-    scheduler = bundle.make_scheduler("epsilon")
     reports: list[StageReport] = []
     for stage in STAGES:
         if stage not in stages:
             continue
         scfg = getattr(cfg, stage)
+        model, loss_fn = stage_model_and_loss(bundle, stage, cfg.prediction_type)
+        data = labelled if stage == "ldm_s" else unlabelled
+        rep = _fit(stage, model, loss_fn, data, scfg, cfg, ckpt_root, log)
         if stage == "autoencoder":
-            rep = _fit(stage, bundle.autoencoder, _ae_loss, unlabelled, scfg, cfg, ckpt_root, log)
             bundle.autoencoder.register_to_config(scaling_factor=latent_scaling_factor(bundle.autoencoder, unlabelled))
-        elif stage == "ldm_p":
-            bundle.autoencoder.requires_grad_(False).eval()
-            rep = _fit(stage, bundle.ldm_p, _ldm_p_loss(bundle.autoencoder, scheduler), unlabelled, scfg, cfg,
-                       ckpt_root, log)
-        else:
-            bundle.autoencoder.requires_grad_(False).eval()
-            rep = _fit(stage, bundle.ldm_s,
-                       _ldm_s_loss(bundle.autoencoder, scheduler, bundle.n_classes, cfg.prediction_type),
-                       labelled, scfg, cfg, ckpt_root, log)
         log(f"{stage}: {rep.steps} steps in {rep.seconds:.0f} s, loss {rep.first_loss:.4f} -> {rep.last_loss:.4f}")
         reports.append(rep)
     bundle.autoencoder.requires_grad_(True)
