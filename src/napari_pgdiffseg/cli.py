@@ -12,27 +12,9 @@ import sys
 from pathlib import Path
 
 from .core.errors import PGDiffSegError, SegmentationCancelled
-from .core.pipeline import SegmentConfig
+from .core.pipeline import SETTINGS_HELP, SegmentConfig
 
 DEMO_SEED = 20261125
-
-# One help text per setting, shared with the napari widgets' tooltips.
-HELP = {
-    "strategy": "starting noise: 'prior' (DDIM inversion with LDM-P, the paper), 'random' or 'forward' (eq. 1)",
-    "inversion_steps": "DDIM inversion steps of the prior (paper: 100; must divide 1000)",
-    "sampling_steps": "DDIM sampling steps of LDM-S (paper: 200; must divide 1000)",
-    "ensemble": "number of samples k, combined by per-pixel majority vote",
-    "forward_t": "forward-diffusion step t of the 'forward' strategy (0 = the latent itself)",
-    "renormalise": "rescale the channel-averaged noise to unit variance (off = paper rule)",
-    "mix": "lambda in [0, 1]: mix the averaged noise with fresh per-channel noise (1 = paper rule)",
-    "overlap": "overlap of neighbouring 256 px tiles in pixels (multiple of 4)",
-    "tile_batch": "tiles per network call (memory grows with it)",
-    "seed": "seed of every random draw",
-    "device": "auto, cpu, cuda or mps (auto picks the best that exists)",
-    "noise_metrics": "compute SSIM/KLD of the starting noise (about 0.1 s per tile)",
-    "return_scores": "keep the per-class scores (not written by the CLI)",
-}
-
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     defaults = SegmentConfig()
@@ -42,10 +24,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
         if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP[f.name])
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=SETTINGS_HELP[f.name])
         else:
             kw = {"choices": ("prior", "random", "forward")} if f.name == "strategy" else {}
-            p.add_argument(flag, type=type(default), default=default, help=f"{HELP[f.name]} (default: {default})", **kw)
+            p.add_argument(flag, type=type(default), default=default, help=f"{SETTINGS_HELP[f.name]} (default: {default})", **kw)
 
 
 def _config_from_args(args) -> SegmentConfig:

@@ -81,6 +81,24 @@ class SegmentConfig:
         return asdict(self)
 
 
+# One help text per setting: the CLI's --help and the napari widgets' tooltips.
+SETTINGS_HELP = {
+    "strategy": "starting noise: 'prior' (DDIM inversion with LDM-P, the paper), 'random' or 'forward' (eq. 1)",
+    "inversion_steps": "DDIM inversion steps of the prior (paper: 100; must divide 1000)",
+    "sampling_steps": "DDIM sampling steps of LDM-S (paper: 200; must divide 1000)",
+    "ensemble": "number of samples k, combined by per-pixel majority vote",
+    "forward_t": "forward-diffusion step t of the 'forward' strategy (0 = the latent itself)",
+    "renormalise": "rescale the channel-averaged noise to unit variance (off = paper rule)",
+    "mix": "lambda in [0, 1]: mix the averaged noise with fresh per-channel noise (1 = paper rule)",
+    "overlap": "overlap of neighbouring 256 px tiles in pixels (multiple of 4)",
+    "tile_batch": "tiles per network call (memory grows with it)",
+    "seed": "seed of every random draw",
+    "device": "auto, cpu, cuda or mps (auto picks the best that exists)",
+    "noise_metrics": "compute SSIM/KLD of the starting noise (about 0.1 s per tile)",
+    "return_scores": "keep the per-class scores (not written by the CLI)",
+}
+
+
 @dataclass(frozen=True)
 class Progress:
     """Where a run stands; sent to the progress callback after each network evaluation."""
