@@ -24,10 +24,13 @@ from .preprocess import as_planes
 from .summary import summarize
 
 CSV_NAME = "pgdiffseg_results.csv"
-FIELDS = (
-    "file", "status", "output", "planes", "fraction_background", "fraction_live", "fraction_dead",
-    "live_cells", "dead_cells", "viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "device",
-)
+_HEAD = ("file", "status", "output", "planes")
+_TAIL = ("live_cells", "dead_cells", "viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "device")
+
+
+def csv_fields(class_names: Sequence[str]) -> list[str]:
+    """CSV columns: file, status, output, planes, one pixel fraction per class, counts, cost."""
+    return [*_HEAD, *(f"fraction_{n}" for n in class_names), *_TAIL]
 
 
 def output_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
@@ -101,16 +104,17 @@ def segment_files(
             if on_file is not None:
                 on_file(i, len(paths), row)
     finally:
-        write_csv(out_dir / CSV_NAME, rows)
+        write_csv(out_dir / CSV_NAME, rows, bundle.card.class_names)
     return rows
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
+def write_csv(path: Path, rows: list[dict], class_names: Sequence[str]) -> Path:
     """Atomically write the batch rows (missing fields left empty)."""
+    fields = csv_fields(class_names)
     buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(FIELDS), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row.get(k, "") for k in FIELDS})
+        writer.writerow({k: row.get(k, "") for k in fields})
     text = buf.getvalue()
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
