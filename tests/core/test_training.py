@@ -123,3 +123,11 @@ def test_pretrained_rgb_autoencoder_skips_stage_and_segments(data, tmp_path):
     r = segment(np.random.default_rng(0).normal(size=(64, 80)), loaded,
                 SegmentConfig(inversion_steps=2, sampling_steps=2, device="cpu", noise_metrics=False))
     assert r.labels.shape == (64, 80)
+
+
+def test_resumed_stage_reports_total_wall_time(data, tmp_path):
+    unl, lab, _ = data
+    _, r1 = train_bundle(_cfg(ae=4), unl, lab, tmp_path / "b", stages=("autoencoder",), log=lambda m: None)
+    _, r2 = train_bundle(_cfg(ae=4), unl, lab, tmp_path / "b", stages=("autoencoder",), log=lambda m: None)
+    # The resumed run trains nothing, yet reports the first run's wall time, not ~0.
+    assert r2[0].steps == 4 and r2[0].seconds == pytest.approx(r1[0].seconds, rel=0.5)

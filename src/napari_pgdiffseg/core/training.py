@@ -134,14 +134,14 @@ class _Checkpoint:
     def exists(self) -> bool:
         return (self.dir / "state.json").is_file()
 
-    def save(self, model, optimizer, step: int, losses: list[float], ema=None) -> None:
+    def save(self, model, optimizer, step: int, losses: list[float], seconds: float, ema=None) -> None:
         tmp = self.dir.with_name(self.dir.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(tmp / "model", safe_serialization=True)
         if ema is not None:
             ema.save_pretrained(tmp / "ema")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses}))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "seconds": seconds}))
         old = self.dir.with_name(self.dir.name + ".old")
         if self.dir.exists():
             os.replace(self.dir, old)
@@ -151,13 +151,13 @@ class _Checkpoint:
 
             shutil.rmtree(old)
 
-    def load(self, model, optimizer) -> tuple[int, list[float]]:
+    def load(self, model, optimizer) -> tuple[int, list[float], float]:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(self.dir / "model" / "diffusion_pytorch_model.safetensors"))
         optimizer.load_state_dict(torch.load(self.dir / "optimizer.pt", weights_only=True))
         state = json.loads((self.dir / "state.json").read_text())
-        return int(state["step"]), list(state["losses"])
+        return int(state["step"]), list(state["losses"]), float(state.get("seconds", float("nan")))
 
 
 @dataclass
@@ -189,9 +189,9 @@ def _fit(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=scfg.lr, weight_decay=scfg.weight_decay)
     ckpt = _Checkpoint(ckpt_root, stage) if ckpt_root is not None else None
-    step, losses = 0, []
+    step, losses, done_seconds = 0, [], 0.0  # seconds of earlier runs of this stage (resume)
     if ckpt is not None and ckpt.exists():
-        step, losses = ckpt.load(model, opt)
+        step, losses, done_seconds = ckpt.load(model, opt)
         log(f"{stage}: resumed from {ckpt.dir} at step {step}")
     ema = None
     if scfg.ema_decay:
@@ -219,13 +219,13 @@ def _fit(
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == scfg.steps):
-            ckpt.save(accelerator.unwrap_model(model), opt, step, losses, ema)
+            ckpt.save(accelerator.unwrap_model(model), opt, step, losses, done_seconds + time.perf_counter() - t0, ema)
     bar.close()
     model = accelerator.unwrap_model(model)
     if ema is not None:
         ema.copy_to(model.parameters())
     model.eval()
-    seconds = time.perf_counter() - t0
+    seconds = done_seconds + time.perf_counter() - t0  # wall time of the stage over all its runs
     return StageReport(
         stage, step, seconds,
         float(losses[0]) if losses else float("nan"),

@@ -1,0 +1,209 @@
+"""The "Batch segment folder" dock widget: `core.batch.segment_files` on a worker.
+
+Same settings widget as the main widget; the core writes `<name>_labels.tif` atomically,
+skips files already done unless "overwrite" is ticked, and writes pgdiffseg_results.csv.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit, PushButton
+from napari.utils.notifications import show_info
+
+from ..core.batch import CSV_NAME, segment_files
+from ..core.pipeline import Progress, SegmentConfig
+from . import _common
+from ._common import Job, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
+
+DEFAULT_PATTERN = "*.tif; *.tiff; *.png"
+
+
+def find_files(folder: str | Path, pattern: str) -> list[Path]:
+    """Files in `folder` matching any of the ';'-separated glob patterns, sorted, without duplicates."""
+    folder = Path(folder)
+    found = set()
+    for pat in (p.strip() for p in pattern.split(";")):
+        if pat:
+            found.update(p for p in folder.glob(pat) if p.is_file())
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    paths: tuple[Path, ...]
+    out_dir: Path
+    bundle_dir: Path
+    config: SegmentConfig
+    overwrite: bool = False
+    min_area: int = 30
+
+
+class BatchRunner:
+    """Loads the model once and segments every file through the core (no Qt)."""
+
+    def __init__(self, request: BatchRequest, load_bundle: Callable[[Path], object]):
+        self.request = request
+        self.load_bundle = load_bundle
+
+    def __call__(self, report: Callable[[tuple], None], cancel: threading.Event) -> list[dict]:
+        req = self.request
+        bundle = self.load_bundle(req.bundle_dir)
+        send = Throttle(report)
+        state = {"file": 0}
+
+        def on_file(i: int, n: int, row: dict) -> None:
+            state["file"] = i + 1
+            send(("file", i, n, row), force=True)
+
+        def progress(plane: int, n_planes: int, p: Progress) -> None:
+            send(("tiles", state["file"], len(req.paths), plane, n_planes, p),
+                 force=p.evals_done in (0, p.evals_total))
+
+        return segment_files(list(req.paths), bundle, req.config, req.out_dir, overwrite=req.overwrite,
+                             on_file=on_file, progress=progress, cancel=cancel, min_area=req.min_area)
+
+
+def rows_text(rows: list[dict]) -> str:
+    done = sum(r["status"] == "ok" for r in rows)
+    skipped = sum(r["status"].startswith("skipped") for r in rows)
+    errors = len(rows) - done - skipped
+    return f"{done} segmented · {skipped} skipped · {errors} failed"
+
+
+class BatchWidget(Container):
+    """Batch segment folder."""
+
+    def __init__(self, napari_viewer=None, *, use_thread: bool = True):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.use_thread = use_thread
+        self.job: Job | None = None
+        self.bars: ProgressBars | None = None
+        self.rows: list[dict] = []
+        self._load_bundle = _common.BundleLoader()
+
+        self.input_dir = FileEdit(label="input folder", mode="d", tooltip=tooltip("input_dir"))
+        self.pattern = LineEdit(label="files", tooltip=tooltip("pattern"))
+        self.output_dir = FileEdit(label="output folder", mode="d", tooltip=tooltip("output_dir"))
+        self.overwrite = CheckBox(text="overwrite done files", tooltip=tooltip("overwrite"))
+        self.settings = SettingsWidget("batch")
+        self.run_button = PushButton(text="Run", tooltip=tooltip("run"))
+        self.cancel_button = PushButton(text="Cancel", tooltip=tooltip("cancel"), enabled=False)
+        self.defaults_button = PushButton(text="Restore defaults", tooltip=tooltip("restore_defaults"))
+        buttons = Container(widgets=[self.run_button, self.cancel_button, self.defaults_button],
+                            layout="horizontal", labels=False, label="")
+        self.status = _common.text_label(label="")
+        self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.settings, buttons,
+                     self.status])
+        self.persist = PersistedFields(
+            SettingsStore("batch_files"),
+            {"input_dir": self.input_dir, "pattern": self.pattern, "output_dir": self.output_dir,
+             "overwrite": self.overwrite},
+            {"input_dir": "", "pattern": DEFAULT_PATTERN, "output_dir": "", "overwrite": False},
+        )
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.defaults_button.changed.connect(self.restore_defaults)
+        self.settings.validity.connect(self._update_state)
+        for w in (self.input_dir, self.pattern, self.output_dir):
+            w.changed.connect(self._update_state)
+        self._update_state()
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def out_dir(self) -> Path | None:
+        text = self.output_dir.line_edit.value.strip()
+        if text:
+            return Path(text).expanduser()
+        inp = self.input_dir.line_edit.value.strip()
+        return Path(inp).expanduser() / "pgdiffseg" if inp else None
+
+    def problem(self) -> str:
+        if self.settings.problem:
+            return self.settings.problem
+        inp = self.input_dir.line_edit.value.strip()
+        if not inp:
+            return "choose an input folder"
+        if not Path(inp).expanduser().is_dir():
+            return f"input folder {inp} does not exist"
+        if not self.pattern.value.strip():
+            return "give a file pattern, e.g. *.tif"
+        return ""
+
+    def _update_state(self, *_):
+        problem = self.problem()
+        self.run_button.enabled = not self.running and not problem
+        self.cancel_button.enabled = self.running
+        self.defaults_button.enabled = not self.running
+        if not self.running:
+            self.status.value = "" if problem == self.settings.problem else problem
+
+    def restore_defaults(self, *_):
+        self.settings.restore_defaults()
+        self.persist.restore_defaults()
+
+    def run(self, *_) -> None:
+        if self.running:
+            return
+        problem = self.problem()
+        if problem:
+            _common.show_error(problem)
+            return
+        inp = Path(self.input_dir.line_edit.value.strip()).expanduser()
+        paths = find_files(inp, self.pattern.value)
+        if not paths:
+            _common.show_error(f"no file in {inp} matches {self.pattern.value!r}")
+            return
+        req = BatchRequest(tuple(paths), self.out_dir(), self.settings.bundle_dir(), self.settings.config(),
+                           self.overwrite.value)
+        self.rows = []
+        self._final = ""
+        self.bars = ProgressBars("tiles", len(paths), "files")
+        self.status.value = f"segmenting {len(paths)} files into {req.out_dir} ..."
+        self.job = Job(BatchRunner(req, self._load_bundle), on_report=self._on_progress, on_result=self._on_result,
+                       on_cancelled=self._on_cancelled, on_finished=self._on_finished)
+        self._out = req.out_dir
+        self._update_state()
+        self.job.start(self.use_thread, owner=self.native)
+
+    def cancel(self, *_) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _on_progress(self, value) -> None:
+        bars = self.bars  # updating a bar may process events, including the end of the job
+        if value[0] == "file":
+            _, i, n, row = value
+            self.rows.append(row)
+            self.status.value = f"{Path(row['file']).name}: {row['status']}\n{rows_text(self.rows)}"
+            if bars is not None:
+                bars.set_outer(i + 1, f"file {min(i + 2, n)}/{n}")
+        elif bars is not None:
+            _, f, n, plane, n_planes, p = value
+            desc = f"file {f + 1}/{n} · tiles {p.tiles_done}/{p.tiles_total}"
+            if n_planes > 1:
+                desc += f" · plane {plane + 1}/{n_planes}"
+            bars.set_inner(p.evals_done, p.evals_total, desc)
+
+    def _on_result(self, rows: list[dict]) -> None:
+        self.rows = rows
+        self._final = f"{rows_text(rows)} → {self._out / CSV_NAME}"
+
+    def _on_cancelled(self) -> None:
+        self._final = f"cancelled: {rows_text(self.rows)} → {self._out / CSV_NAME}"
+        show_info(f"PG-DiffSeg: batch cancelled after {len(self.rows)} files; the CSV lists them")
+
+    def _on_finished(self) -> None:
+        if self.bars is not None:
+            self.bars.close()
+            self.bars = None
+        self.job = None
+        self._update_state()
+        self.status.value = getattr(self, "_final", "")
+        self._final = ""

@@ -1,0 +1,292 @@
+"""The "Segment QPI (PG-DiffSeg)" dock widget: settings in, `segment` on a worker, layers out.
+
+`SegmentRunner` (no Qt) segments the image captured at Run and builds the layer data;
+`SegmentWidget` collects the settings, runs it as a `Job` and adds the layers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
+from napari.layers import Image
+from napari.utils.notifications import show_info
+
+from ..core.errors import InputImageError
+from ..core.metrics import noise_edges
+from ..core.pipeline import Progress, SegmentConfig, segment
+from ..core.summary import DEAD, LIVE
+from . import _common
+from ._common import Job, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
+from ._core_helpers import split_cells, summarize_planes
+from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
+
+LABEL_OUTPUTS = (("class labels", "classes"), ("live + dead cells", "cells"), ("both", "both"))
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Which layers a run adds besides the summary."""
+
+    labels: str = "classes"  # 'classes' | 'cells' | 'both'
+    noise: bool = False
+    edges: bool = False
+    agreement: bool = False
+    min_area: int = 30
+    min_distance: int = 10
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """Everything a run needs, captured when Run is pressed."""
+
+    image: object  # the layer's data: (H, W) or (..., H, W)
+    name: str
+    scale: tuple
+    translate: tuple
+    bundle_dir: Path
+    config: SegmentConfig
+    outputs: OutputOptions = OutputOptions()
+
+
+@dataclass
+class SegmentOutcome:
+    layers: list  # napari layer data tuples
+    summary: dict
+    text: str
+
+
+@dataclass(frozen=True)
+class PlaneProgress:
+    plane: int
+    n_planes: int
+    progress: Progress
+
+
+def _planes(image) -> tuple[np.ndarray, tuple]:
+    """(planes, leading shape): any (..., H, W) array as (n, H, W)."""
+    arr = np.asarray(image)
+    if arr.ndim < 2:
+        raise InputImageError(f"image must be 2D or a stack of 2D planes, got shape {arr.shape}")
+    return arr.reshape((-1,) + arr.shape[-2:]), arr.shape[:-2]
+
+
+def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: str, n_planes: int) -> str:
+    fractions = " · ".join(f"{n} {100 * summary[f'fraction_{n}']:.1f}%" for n in class_names)
+    via = summary["viability_percent"]
+    via_text = "n/a" if np.isnan(via) else f"{via:.1f}%"
+    planes = f" · {n_planes} planes" if n_planes > 1 else ""
+    return (f"{fractions}\nlive cells {summary['live_cells']} · dead cells {summary['dead_cells']} · "
+            f"viability {via_text}\nNFE {nfe} · {seconds:.1f} s · {device}{planes}")
+
+
+class SegmentRunner:
+    """Segments a captured image plane by plane and returns the layers to add (no Qt)."""
+
+    def __init__(self, request: SegmentRequest, load_bundle: Callable[[Path], object]):
+        self.request = request
+        self.load_bundle = load_bundle
+
+    def __call__(self, report: Callable[[PlaneProgress], None], cancel: threading.Event) -> SegmentOutcome:
+        req = self.request
+        planes, lead = _planes(req.image)
+        bundle = self.load_bundle(req.bundle_dir)
+        n = len(planes)
+        send = Throttle(report)
+        results = []
+        for i, plane in enumerate(planes):
+            def progress(p: Progress, i=i) -> None:
+                send(PlaneProgress(i, n, p), force=p.evals_done in (0, p.evals_total))
+            results.append(segment(plane, bundle, req.config, progress=progress, cancel=cancel))
+        return self.outcome(results, planes, lead, bundle.card)
+
+    def outcome(self, results, planes, lead, card) -> SegmentOutcome:
+        req, opt = self.request, self.request.outputs
+        names = tuple(card.class_names)
+        shape = lead + planes.shape[1:]
+        labels = np.stack([r.labels for r in results]).reshape(shape)
+        summary = summarize_planes([r.labels for r in results], names, opt.min_area)
+        seconds = sum(r.seconds for r in results)
+        r0 = results[0]
+        summary.update(nfe=r0.nfe, seconds=seconds, device=r0.device, planes=len(results),
+                       noise_ssim=float(np.mean([r.noise_ssim for r in results])),
+                       noise_kld=float(np.mean([r.noise_kld for r in results])))
+        text = summary_text(summary, names, r0.nfe, seconds, r0.device, len(results))
+        meta = {OUTPUT_TAG: req.name, "pgdiffseg_summary": summary, "pgdiffseg_config": req.config.to_dict(),
+                "pgdiffseg_bundle": str(req.bundle_dir)}
+        layers = []
+        if opt.labels in ("classes", "both"):
+            layers.append(class_labels_layer(labels, req.name, names, card.colors, req.scale, req.translate, meta))
+        if opt.labels in ("cells", "both"):
+            for class_id, class_name in ((LIVE, names[LIVE]), (DEAD, names[DEAD])):
+                cells = np.stack([
+                    split_cells(r.labels, p, class_id, min_distance=opt.min_distance)
+                    for r, p in zip(results, planes)
+                ]).reshape(shape)
+                layers.append(cell_labels_layer(cells, req.name, class_name, req.scale, req.translate, meta))
+        if opt.noise or opt.edges:
+            noise = np.stack([r.noise for r in results])  # (planes, n, h, w)
+            lshape = lead + noise.shape[2:]
+            lscale, ltranslate = latent_geometry(req.scale, req.translate)
+            if opt.noise:
+                layers.append(image_layer(noise[:, 0].reshape(lshape), f"{req.name} pgdiffseg noise", lscale,
+                                          ltranslate, meta, colormap="gray"))
+            if opt.edges:
+                edges = np.stack([noise_edges(nz) for nz in noise]).astype(np.uint8).reshape(lshape)
+                layers.append(image_layer(edges, f"{req.name} pgdiffseg noise edges", lscale, ltranslate, meta,
+                                          colormap="cyan", blending="additive", contrast_limits=(0, 1)))
+        if opt.agreement:
+            agreement = np.stack([r.agreement for r in results]).reshape(shape)
+            layers.append(image_layer(agreement, f"{req.name} pgdiffseg agreement", req.scale, req.translate, meta,
+                                      colormap="viridis", contrast_limits=(0.0, 1.0), visible=False))
+        return SegmentOutcome(layers, summary, text)
+
+
+class SegmentWidget(Container):
+    """Segment QPI (PG-DiffSeg): the main dock widget."""
+
+    def __init__(self, napari_viewer, *, use_thread: bool = True):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.use_thread = use_thread
+        self.job: Job | None = None
+        self.bars: ProgressBars | None = None
+        self._load_bundle = _common.BundleLoader()
+
+        self.image = ComboBox(label="image", choices=_common.layer_choices(napari_viewer, [Image]),
+                              tooltip=tooltip("image"))
+        self.settings = SettingsWidget("segment")
+        self.labels_output = ComboBox(label="labels", choices=list(LABEL_OUTPUTS), tooltip=tooltip("labels_output"))
+        self.add_noise = CheckBox(text="starting noise", tooltip=tooltip("add_noise"))
+        self.add_edges = CheckBox(text="noise edges", tooltip=tooltip("add_edges"))
+        self.add_agreement = CheckBox(text="agreement", tooltip=tooltip("add_agreement"))
+        extra = Container(widgets=[self.add_noise, self.add_edges, self.add_agreement], layout="horizontal",
+                          labels=False, label="extra layers")
+        extra.margins = (0, 0, 0, 0)
+        self.min_area = SpinBox(label="min cell area", min=1, max=100_000, tooltip=tooltip("min_area"))
+        self.min_distance = SpinBox(label="cell split distance", min=1, max=1000, tooltip=tooltip("min_distance"))
+        self.run_button = PushButton(text="Run", tooltip=tooltip("run"))
+        self.cancel_button = PushButton(text="Cancel", tooltip=tooltip("cancel"), enabled=False)
+        self.defaults_button = PushButton(text="Restore defaults", tooltip=tooltip("restore_defaults"))
+        buttons = Container(widgets=[self.run_button, self.cancel_button, self.defaults_button],
+                            layout="horizontal", labels=False, label="")
+        buttons.margins = (0, 0, 0, 0)
+        self.status = _common.text_label(label="")
+        self.summary = _common.text_label(label="summary")
+        self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
+                     buttons, self.status, self.summary])
+
+        d = OutputOptions()
+        self.outputs_persist = PersistedFields(
+            SettingsStore("segment_outputs"),
+            {"labels_output": self.labels_output, "add_noise": self.add_noise, "add_edges": self.add_edges,
+             "add_agreement": self.add_agreement, "min_area": self.min_area, "min_distance": self.min_distance},
+            {"labels_output": d.labels, "add_noise": d.noise, "add_edges": d.edges, "add_agreement": d.agreement,
+             "min_area": d.min_area, "min_distance": d.min_distance},
+        )
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.defaults_button.changed.connect(self.restore_defaults)
+        self.settings.validity.connect(self._update_state)
+        self.image.changed.connect(self._update_state)
+        for ev in ("inserted", "removed", "reordered", "renamed"):
+            getattr(napari_viewer.layers.events, ev).connect(self._layers_changed)
+        self._update_state()
+
+    # -- state
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def _layers_changed(self, *_):
+        self.image.reset_choices()
+        self._update_state()
+
+    def problem(self) -> str:
+        if self.settings.problem:
+            return self.settings.problem
+        if self.image.value is None:
+            return "add or choose an image layer"
+        return ""
+
+    def _update_state(self, *_):
+        problem = self.problem()
+        self.run_button.enabled = not self.running and not problem
+        self.cancel_button.enabled = self.running
+        self.defaults_button.enabled = not self.running
+        if not self.running:
+            # The settings widget shows its own message; this one names what is left.
+            self.status.value = "" if problem == self.settings.problem else problem
+
+    def output_options(self) -> OutputOptions:
+        return OutputOptions(self.labels_output.value, self.add_noise.value, self.add_edges.value,
+                             self.add_agreement.value, self.min_area.value, self.min_distance.value)
+
+    def restore_defaults(self, *_):
+        self.settings.restore_defaults()
+        self.outputs_persist.restore_defaults()
+
+    # -- run
+    def request(self) -> SegmentRequest:
+        """Capture the chosen layer and the settings (switching layers later changes nothing)."""
+        layer = self.image.value
+        data = layer.data[0] if layer.multiscale else layer.data
+        if layer.rgb:
+            raise InputImageError(f"layer {layer.name!r} is RGB; QPI is single-channel: pick a phase image layer")
+        return SegmentRequest(data, layer.name, tuple(layer.scale), tuple(layer.translate),
+                              self.settings.bundle_dir(), self.settings.config(), self.output_options())
+
+    def run(self, *_) -> None:
+        if self.running:
+            return
+        problem = self.problem()
+        if problem:
+            _common.show_error(problem)
+            return
+        try:
+            req = self.request()
+        except InputImageError as e:
+            _common.notify_error(e)
+            return
+        n_planes = int(np.prod(np.shape(req.image)[:-2], dtype=int))
+        self.bars = ProgressBars(f"PG-DiffSeg {req.name}", n_planes, "planes")
+        self.summary.value = ""
+        self.status.value = f"segmenting {req.name} ..."
+        self.job = Job(SegmentRunner(req, self._load_bundle), on_report=self._on_progress,
+                       on_result=self._on_result, on_cancelled=self._on_cancelled, on_finished=self._on_finished)
+        self._update_state()
+        self.job.start(self.use_thread, owner=self.native)
+
+    def cancel(self, *_) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.value = "cancelling ..."
+
+    def _on_progress(self, p: PlaneProgress) -> None:
+        bars = self.bars  # updating a bar may process events, including the end of the job
+        if bars is None:
+            return
+        pr = p.progress
+        bars.set_inner(pr.evals_done, pr.evals_total, f"tiles {pr.tiles_done}/{pr.tiles_total}")
+        bars.set_outer(p.plane, f"plane {p.plane + 1}/{p.n_planes}")
+
+    def _on_result(self, outcome: SegmentOutcome) -> None:
+        name = outcome.layers[0][1]["metadata"][OUTPUT_TAG] if outcome.layers else None
+        _common.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, name)
+        self.summary.value = outcome.text
+        self.last_outcome = outcome
+
+    def _on_cancelled(self) -> None:
+        show_info("PG-DiffSeg: segmentation cancelled; no layer was changed")
+
+    def _on_finished(self) -> None:
+        if self.bars is not None:
+            self.bars.close()
+            self.bars = None
+        self.job = None
+        self.status.value = ""
+        self._update_state()

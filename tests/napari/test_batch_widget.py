@@ -1,0 +1,91 @@
+"""The "Batch segment folder" dock widget: files through core.batch, CSV, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import tifffile
+
+from napari_pgdiffseg.core.batch import CSV_NAME
+from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
+
+from conftest import BATCH, fast_settings, open_widget, wait_idle
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_batch_folder_writes_labels_csv_and_resumes(make_napari_viewer, qtbot, tmp_path, tiny_bundle_dir,
+                                                   fast_config, errors):
+    inp, out = tmp_path / "frames", tmp_path / "labels"
+    inp.mkdir()
+    for i in range(3):
+        phase, _ = make_frame(i, SyntheticConfig(shape=(64, 80)))
+        tifffile.imwrite(inp / f"frame{i}.tif", phase)
+    (inp / "corrupt.tif").write_bytes(b"II*\x00 this is not a tiff")
+    (inp / "notes.txt").write_text("ignored: does not match the pattern")
+
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, BATCH)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    assert not w.run_button.enabled and "input folder" in w.status.value
+    w.input_dir.value = inp
+    w.output_dir.value = out
+    assert w.run_button.enabled
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+
+    labels = sorted(p.name for p in out.glob("*_labels.tif"))
+    assert labels == ["frame0_labels.tif", "frame1_labels.tif", "frame2_labels.tif"]
+    lab = tifffile.imread(out / "frame0_labels.tif")
+    assert lab.shape == (64, 80) and lab.dtype == np.uint8 and set(np.unique(lab)) <= {0, 1, 2}
+    rows = _read_csv(out / CSV_NAME)
+    assert len(rows) == 4
+    status = {r["file"].split("/")[-1]: r["status"] for r in rows}
+    assert status["corrupt.tif"].startswith("error:")
+    assert all(status[f"frame{i}.tif"] == "ok" for i in range(3))
+    assert rows[1]["nfe"] == "10" and rows[1]["device"] == "cpu"
+    assert "3 segmented · 0 skipped · 1 failed" in w.status.value
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*_labels.tif")}
+
+    # A second run skips the files that are done (the bad one is tried again).
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    rows = _read_csv(out / CSV_NAME)
+    assert len(rows) == 4
+    assert sum(r["status"].startswith("skipped") for r in rows) == 3
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*_labels.tif")} == mtimes
+    assert "0 segmented · 3 skipped · 1 failed" in w.status.value
+
+    # Overwrite: segmented again.
+    w.overwrite.value = True
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert sum(r["status"] == "ok" for r in _read_csv(out / CSV_NAME)) == 3
+
+
+def test_batch_cancel_and_empty_folder(make_napari_viewer, qtbot, tmp_path, tiny_bundle_dir, fast_config, errors):
+    inp = tmp_path / "frames"
+    inp.mkdir()
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, BATCH)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    w.input_dir.value = inp
+    w.run_button.native.click()
+    assert len(errors) == 1 and "no file" in errors[0] and not w.running
+
+    for i in range(2):
+        tifffile.imwrite(inp / f"frame{i}.tif", make_frame(i, SyntheticConfig(shape=(64, 64)))[0])
+    w.settings.sampling_steps.value = 1000
+    w.run_button.native.click()
+    qtbot.waitUntil(lambda: w.bars is not None and w.bars.inner.n > 0, timeout=20_000)
+    w.cancel_button.native.click()
+    wait_idle(qtbot, w, timeout=10_000)
+    assert len(errors) == 1
+    out = inp / "pgdiffseg"  # the default output folder
+    assert (out / CSV_NAME).is_file() and not list(out.glob("*_labels.tif"))
+    assert "cancelled" in w.status.value and w.run_button.enabled

@@ -1,0 +1,266 @@
+"""The "Segment QPI (PG-DiffSeg)" dock widget, opened through the manifest, on a tiny bundle."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+from napari_pgdiffseg import segment
+from napari_pgdiffseg.core import bundle as bundle_mod
+from napari_pgdiffseg.core.bundle import DEFAULT_COLORS, load_bundle
+from napari_pgdiffseg.core.pipeline import SegmentConfig
+
+from conftest import SEGMENT, fast_settings, open_widget, wait_idle
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, tiny_bundle_dir, fast_config):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, SEGMENT)
+    fast_settings(widget, tiny_bundle_dir, fast_config)
+    return viewer, widget
+
+
+def test_segment_frame_adds_coloured_labels_and_summary(viewer_widget, qtbot, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    phase = synthetic_frame[0]
+    viewer.add_image(phase, name="cells", scale=(2, 2), translate=(10, 5))
+    w.labels_output.value = "both"
+    w.add_noise.value = w.add_edges.value = w.add_agreement.value = True
+    assert w.run_button.enabled and not w.cancel_button.enabled
+    w.run_button.native.click()
+    assert w.cancel_button.enabled and not w.run_button.enabled
+    wait_idle(qtbot, w)
+    assert errors == []
+
+    names = [ly.name for ly in viewer.layers]
+    assert names == ["cells", "cells pgdiffseg", "cells pgdiffseg live", "cells pgdiffseg dead",
+                     "cells pgdiffseg noise", "cells pgdiffseg noise edges", "cells pgdiffseg agreement"]
+    labels = viewer.layers["cells pgdiffseg"]
+    assert labels._type_string == "labels"
+    assert labels.data.shape == phase.shape and labels.data.dtype == np.uint8
+    assert set(np.unique(labels.data)) <= {0, 1, 2}
+    # Fixed colours from the bundle card: live red, dead orange, background transparent.
+    rgba = labels.colormap.map(np.array([0, 1, 2], np.uint8))
+    np.testing.assert_allclose(rgba, np.asarray(DEFAULT_COLORS, float) / 255, atol=1e-3)
+    assert labels.metadata["class_names"] == ["background", "live", "dead"]
+    assert list(labels.features["class_name"]) == ["background", "live", "dead"]
+    np.testing.assert_allclose(labels.scale, (2, 2))
+    np.testing.assert_allclose(labels.translate, (10, 5))
+
+    # Same labels as the core on the same frame and settings.
+    expected = segment(phase, load_bundle(w.settings.bundle_dir()), w.settings.config())
+    np.testing.assert_array_equal(labels.data, expected.labels)
+
+    live, dead = viewer.layers["cells pgdiffseg live"], viewer.layers["cells pgdiffseg dead"]
+    for layer, class_id in ((live, 1), (dead, 2)):
+        assert layer.data.dtype == np.int32 and layer.data.shape == phase.shape
+        np.testing.assert_array_equal(layer.data > 0, labels.data == class_id)
+        ids = np.unique(layer.data)
+        np.testing.assert_array_equal(ids, np.arange(len(ids)))  # one id per cell, compact
+
+    noise = viewer.layers["cells pgdiffseg noise"]
+    assert noise.data.shape == (64, 64) and noise.data.dtype == np.float32
+    np.testing.assert_allclose(noise.scale, (8, 8))
+    np.testing.assert_allclose(noise.translate, (10 + 1.5 * 2, 5 + 1.5 * 2))
+    edges = viewer.layers["cells pgdiffseg noise edges"]
+    assert edges.data.shape == (64, 64) and set(np.unique(edges.data)) <= {0, 1}
+    agreement = viewer.layers["cells pgdiffseg agreement"]
+    assert agreement.data.shape == phase.shape and agreement.data.min() >= 0 and agreement.data.max() <= 1
+
+    text = w.summary.value
+    summary = labels.metadata["pgdiffseg_summary"]
+    for piece in ("background", "live", "dead", f"live cells {summary['live_cells']}",
+                  f"dead cells {summary['dead_cells']}", "viability", "NFE 10", " s · cpu"):
+        assert piece in text, (piece, text)
+
+    # A rerun replaces the layers of that image instead of adding copies.
+    w.add_agreement.value = False
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert [ly.name for ly in viewer.layers] == names[:-1]
+
+
+def test_stack_is_segmented_plane_by_plane(viewer_widget, qtbot, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    planes = np.stack([synthetic_frame[0][:64, :64], synthetic_frame[0][100:164, 50:114],
+                       synthetic_frame[0][-64:, -64:]])
+    viewer.add_image(planes, name="stack")
+    w.add_noise.value = True
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    labels = viewer.layers["stack pgdiffseg"]
+    assert labels.data.shape == (3, 64, 64) and labels.data.dtype == np.uint8
+    bundle = load_bundle(w.settings.bundle_dir())
+    for i in range(3):
+        np.testing.assert_array_equal(labels.data[i], segment(planes[i], bundle, w.settings.config()).labels)
+    assert viewer.layers["stack pgdiffseg noise"].data.shape == (3, 16, 16)
+    np.testing.assert_allclose(viewer.layers["stack pgdiffseg noise"].scale, (1, 4, 4))
+    assert "3 planes" in w.summary.value
+
+
+def test_layer_is_captured_when_run_is_pressed(viewer_widget, qtbot, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    viewer.add_image(synthetic_frame[0], name="first")
+    viewer.add_image(synthetic_frame[0][:128, :96], name="second")
+    w.image.value = viewer.layers["first"]
+    w.settings.sampling_steps.value = 50
+    w.run_button.native.click()
+    w.image.value = viewer.layers["second"]  # switching mid-run changes nothing
+    viewer.layers.selection.active = viewer.layers["second"]
+    wait_idle(qtbot, w)
+    assert errors == []
+    assert "second pgdiffseg" not in viewer.layers
+    assert viewer.layers["first pgdiffseg"].data.shape == (256, 256)
+
+
+def test_cancel_leaves_the_viewer_unchanged_and_the_widget_ready(viewer_widget, qtbot, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    viewer.add_image(synthetic_frame[0], name="cells")
+    w.settings.sampling_steps.value = 1000  # ~15 s if it were not cancelled
+    w.run_button.native.click()
+    qtbot.waitUntil(lambda: w.bars is not None and w.bars.inner.n > 0, timeout=20_000)
+    t0 = time.monotonic()
+    w.cancel_button.native.click()
+    wait_idle(qtbot, w, timeout=10_000)
+    assert time.monotonic() - t0 < 5
+    assert [ly.name for ly in viewer.layers] == ["cells"]
+    assert errors == []
+    assert w.run_button.enabled and not w.cancel_button.enabled and w.bars is None
+
+
+def test_event_loop_keeps_turning_during_a_run(viewer_widget, qtbot, synthetic_frame):
+    viewer, w = viewer_widget
+    viewer.add_image(synthetic_frame[0], name="cells")
+    w.settings.sampling_steps.value = 100  # ~1.5 s of network evaluations
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    try:
+        t0 = time.monotonic()
+        w.run_button.native.click()
+        wait_idle(qtbot, w)
+        t1 = time.monotonic()
+    finally:
+        timer.stop()
+    during = np.array([t for t in ticks if t0 <= t <= t1])
+    assert t1 - t0 > 0.5
+    assert len(during) >= 10
+    gaps = np.diff(np.concatenate([[t0], during, [t1]]))
+    assert gaps.max() < 0.5, f"event loop blocked for {gaps.max():.2f} s"
+    assert "cells pgdiffseg" in viewer.layers
+
+
+def test_nan_image_gives_a_notification_and_no_layer(viewer_widget, qtbot, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    bad = synthetic_frame[0].copy()
+    bad[10:20, 10:20] = np.nan
+    viewer.add_image(bad, name="bad")
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert len(errors) == 1 and "NaN" in errors[0]
+    assert [ly.name for ly in viewer.layers] == ["bad"]
+    assert w.run_button.enabled and w.bars is None
+
+
+def test_missing_default_bundle_disables_run(make_napari_viewer, qtbot, monkeypatch, tmp_path, errors,
+                                             synthetic_frame):
+    monkeypatch.setattr(bundle_mod, "DEFAULT_BUNDLE_DIR", tmp_path / "not-installed")
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic_frame[0], name="cells")
+    w = open_widget(viewer, SEGMENT)
+    assert w.settings.model_source.value == "default"
+    assert "default model is not installed" in w.settings.message.value
+    assert w.settings.model_info.value == "default model: unavailable"
+    assert not w.run_button.enabled
+    w.run()  # called anyway (a script): a notification, no traceback
+    assert len(errors) == 1 and "not installed" in errors[0]
+    assert not w.running
+
+
+def test_broken_bundle_gives_a_notification(viewer_widget, qtbot, tmp_path, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    broken = shutil.copytree(w.settings.bundle_dir(), tmp_path / "broken")
+    (broken / "ldm_s" / "diffusion_pytorch_model.safetensors").unlink()
+    w.settings.set_bundle(broken)
+    viewer.add_image(synthetic_frame[0], name="cells")
+    assert w.run_button.enabled  # the card is fine; the missing weights show at load time
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert len(errors) == 1 and "missing" in errors[0] and "ldm_s" in errors[0]
+    assert [ly.name for ly in viewer.layers] == ["cells"]
+    assert w.run_button.enabled
+
+    w.settings.set_bundle(tmp_path / "nowhere")
+    assert "does not exist" in w.settings.message.value and not w.run_button.enabled
+
+
+def test_invalid_settings_are_shown_and_disable_run(viewer_widget, synthetic_frame):
+    viewer, w = viewer_widget
+    viewer.add_image(synthetic_frame[0], name="cells")
+    assert w.run_button.enabled and not w.settings.message.visible
+    w.settings.sampling_steps.value = 7
+    assert "sampling_steps must divide 1000" in w.settings.message.value
+    assert not w.run_button.enabled
+    w.settings.sampling_steps.value = 5
+    w.settings.overlap.value = 30
+    assert "overlap" in w.settings.message.value and not w.run_button.enabled
+    w.settings.overlap.value = 32
+    assert w.run_button.enabled
+    # Settings of other strategies are hidden, not validated against the current one.
+    w.settings.strategy.value = "random"
+    assert not w.settings.inversion_steps.visible and w.run_button.enabled
+    # No image layer: Run disabled with a hint.
+    viewer.layers.clear()
+    assert not w.run_button.enabled and "image layer" in w.status.value
+
+
+def test_device_auto_shows_what_it_picks(viewer_widget):
+    from napari_pgdiffseg.core.devices import available_devices
+
+    _, w = viewer_widget
+    w.settings.device.value = "auto"
+    assert w.settings.device.native.currentText() == f"auto ({available_devices()[0]})"
+
+
+def test_settings_persist_and_restore_defaults(make_napari_viewer, isolated_settings, tiny_bundle_dir):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    w.settings.set_bundle(tiny_bundle_dir)
+    w.settings.set_config(SegmentConfig(strategy="forward", forward_t=600, sampling_steps=50, ensemble=3, seed=9))
+    w.labels_output.value = "cells"
+    w.add_noise.value = True
+    assert isolated_settings.is_file()
+
+    again = type(w)(viewer)  # a new widget, as after a restart
+    assert again.settings.bundle_dir() == tiny_bundle_dir
+    cfg = again.settings.config()
+    assert (cfg.strategy, cfg.forward_t, cfg.sampling_steps, cfg.ensemble, cfg.seed) == ("forward", 600, 50, 3, 9)
+    assert again.labels_output.value == "cells" and again.add_noise.value
+
+    again.defaults_button.native.click()
+    assert again.settings.config() == SegmentConfig()
+    assert again.settings.model_source.value == "default"
+    assert again.labels_output.value == "classes" and not again.add_noise.value
+    third = type(w)(viewer)
+    assert third.settings.config() == SegmentConfig()
+    for widget in (again, third):
+        widget.native.deleteLater()
+
+
+def test_synthetic_sample_has_image_and_truth(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-pgdiffseg", "synthetic_qpi")
+    image, truth = viewer.layers
+    assert image._type_string == "image" and image.data.dtype == np.float32
+    assert truth._type_string == "labels" and truth.data.shape == image.data.shape
+    assert set(np.unique(truth.data)) == {0, 1, 2}
+    np.testing.assert_allclose(truth.colormap.map(np.array([1, 2])), np.asarray(DEFAULT_COLORS[1:], float) / 255,
+                               atol=1e-3)
