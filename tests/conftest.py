@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_pgdiffseg import SegmentConfig, create_bundle
+from napari_pgdiffseg import SegmentConfig, create_bundle, save_bundle
+from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +24,15 @@ def frame_300x200():
     yy, xx = np.mgrid[:300, :200]
     cells = np.exp(-((yy - 100) ** 2 + (xx - 80) ** 2) / 800.0) + 0.7 * np.exp(-((yy - 220) ** 2 + (xx - 140) ** 2) / 300.0)
     return (cells + 0.05 * rng.normal(size=cells.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def synthetic_frame():
+    """A 256x256 synthetic phase frame and its truth labels."""
+    return make_frame(3, SyntheticConfig(shape=(256, 256)))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory):
+    """The tiny bundle saved to disk (for the CLI and the widgets' model field)."""
+    return save_bundle(create_bundle("tiny", seed=0), tmp_path_factory.mktemp("bundles") / "tiny")

@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_pgdiffseg import create_bundle, save_bundle
 from napari_pgdiffseg.cli import main
 
 FAST = ["--inversion-steps", "5", "--sampling-steps", "5", "--no-noise-metrics", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return save_bundle(create_bundle("tiny"), tmp_path_factory.mktemp("b") / "bundle")
+@pytest.fixture
+def bundle_dir(tiny_bundle_dir):
+    return tiny_bundle_dir
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ def synthetic_qpi():
                 "features": class_features(DEFAULT_CLASS_NAMES),
                 "metadata": {"class_names": list(DEFAULT_CLASS_NAMES)},
                 "opacity": 0.5,
-                "visible": False,
             },
             "labels",
         ),

@@ -10,7 +10,7 @@ import tifffile
 from napari_pgdiffseg.core.batch import CSV_NAME
 from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
 
-from conftest import BATCH, fast_settings, open_widget, wait_idle
+from widget_helpers import BATCH, fast_settings, open_widget, wait_idle
 
 
 def _read_csv(path):

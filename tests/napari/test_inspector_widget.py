@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import INSPECTOR, open_widget, wait_idle
+from widget_helpers import INSPECTOR, open_widget, wait_idle
 
 
 def _inspector(make_napari_viewer, tiny_bundle_dir, frame, ticked, **image_kwargs):

@@ -14,7 +14,7 @@ from napari_pgdiffseg.core import bundle as bundle_mod
 from napari_pgdiffseg.core.bundle import DEFAULT_COLORS, load_bundle
 from napari_pgdiffseg.core.pipeline import SegmentConfig
 
-from conftest import SEGMENT, fast_settings, open_widget, wait_idle
+from widget_helpers import SEGMENT, fast_settings, open_widget, wait_idle
 
 
 @pytest.fixture
@@ -38,8 +38,8 @@ def test_segment_frame_adds_coloured_labels_and_summary(viewer_widget, qtbot, sy
     assert errors == []
 
     names = [ly.name for ly in viewer.layers]
-    assert names == ["cells", "cells pgdiffseg", "cells pgdiffseg live", "cells pgdiffseg dead",
-                     "cells pgdiffseg noise", "cells pgdiffseg noise edges", "cells pgdiffseg agreement"]
+    assert names == ["cells", "cells pgdiffseg agreement", "cells pgdiffseg noise", "cells pgdiffseg noise edges",
+                     "cells pgdiffseg", "cells pgdiffseg live", "cells pgdiffseg dead"]
     labels = viewer.layers["cells pgdiffseg"]
     assert labels._type_string == "labels"
     assert labels.data.shape == phase.shape and labels.data.dtype == np.uint8
@@ -78,11 +78,12 @@ def test_segment_frame_adds_coloured_labels_and_summary(viewer_widget, qtbot, sy
                   f"dead cells {summary['dead_cells']}", "viability", "NFE 10", " s · cpu"):
         assert piece in text, (piece, text)
 
-    # A rerun replaces the layers of that image instead of adding copies.
+    # A rerun replaces the layers of that image instead of adding copies, in place.
     w.add_agreement.value = False
+    viewer.layers.move(0, len(viewer.layers))  # the user puts the image on top
     w.run_button.native.click()
     wait_idle(qtbot, w)
-    assert [ly.name for ly in viewer.layers] == names[:-1]
+    assert [ly.name for ly in viewer.layers] == names[2:] + ["cells"]
 
 
 def test_stack_is_segmented_plane_by_plane(viewer_widget, qtbot, synthetic_frame, errors):
@@ -264,3 +265,33 @@ def test_synthetic_sample_has_image_and_truth(make_napari_viewer):
     assert set(np.unique(truth.data)) == {0, 1, 2}
     np.testing.assert_allclose(truth.colormap.map(np.array([1, 2])), np.asarray(DEFAULT_COLORS[1:], float) / 255,
                                atol=1e-3)
+
+
+def test_closed_widget_stops_following_layers(make_napari_viewer, qtbot, synthetic_frame):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    extra = type(w)(viewer)
+    extra.native.deleteLater()
+    qtbot.wait(20)
+    viewer.add_image(synthetic_frame[0], name="cells")  # no error from the deleted widget
+    assert w.image.value is viewer.layers["cells"]
+
+
+def test_widget_deleted_mid_run_cancels_quietly(make_napari_viewer, qtbot, tiny_bundle_dir, fast_config,
+                                                synthetic_frame, errors):
+    from napari_pgdiffseg._widgets import SegmentWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic_frame[0], name="cells")
+    w = SegmentWidget(viewer)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    w.settings.sampling_steps.value = 1000
+    w.run()
+    job = w.job
+    qtbot.waitUntil(lambda: w.bars.inner.n > 0, timeout=20_000)
+    bars = w.bars
+    w.native.deleteLater()
+    qtbot.wait(20)
+    qtbot.waitUntil(lambda: job.done, timeout=10_000)
+    assert job.cancel_event.is_set() and bars._closed
+    assert [ly.name for ly in viewer.layers] == ["cells"] and errors == []

@@ -167,7 +167,7 @@ class BatchWidget(Container):
         self.bars = ProgressBars("tiles", len(paths), "files")
         self.status.value = f"segmenting {len(paths)} files into {req.out_dir} ..."
         self.job = Job(BatchRunner(req, self._load_bundle), on_report=self._on_progress, on_result=self._on_result,
-                       on_cancelled=self._on_cancelled, on_finished=self._on_finished)
+                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=self.bars)
         self._out = req.out_dir
         self._update_state()
         self.job.start(self.use_thread, owner=self.native)
@@ -200,9 +200,7 @@ class BatchWidget(Container):
         show_info(f"PG-DiffSeg: batch cancelled after {len(self.rows)} files; the CSV lists them")
 
     def _on_finished(self) -> None:
-        if self.bars is not None:
-            self.bars.close()
-            self.bars = None
+        self.bars = None  # closed by the job
         self.job = None
         self._update_state()
         self.status.value = getattr(self, "_final", "")

@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..core.devices import DEVICES, available_devices, resolve_device
 from ..core.errors import ConfigError, PGDiffSegError, SegmentationCancelled
 from ..core.noise import STRATEGIES
 from ..core.pipeline import SETTINGS_HELP, SegmentConfig
-from ._core_helpers import peek_bundle
+from ..core.bundle import peek_bundle
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,8 @@ def tooltip(name: str) -> str:
 
 def text_label(**kwargs) -> Label:
     """A read-only Label that wraps and grows with its text (messages, summaries)."""
-    from qtpy.QtWidgets import QSizePolicy
-
     from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QSizePolicy
 
     label = Label(**kwargs)
     label.native.setWordWrap(True)
@@ -224,7 +224,6 @@ class SettingsWidget(Container):
 
     def __init__(self, section: str, *, sampling: bool = True, store: SettingsStore | None = None):
         super().__init__(labels=True)
-        self._sampling = sampling
         self.model_source = ComboBox(
             label="model", choices=[("default model", DEFAULT_SOURCE), ("bundle folder", FOLDER_SOURCE)],
             tooltip=tooltip("model_source"),
@@ -433,14 +432,16 @@ class Job:
 
     `report(value)` may be called from the worker thread; `on_report(value)` receives it in
     the GUI thread. Exactly one of `on_result(value)`, `on_cancelled()` or an error
-    notification follows, then `on_finished()`. With ``use_thread=False`` the same happens
-    synchronously (tests on a ViewerModel, scripts).
+    notification follows, then the progress `bars` are closed and `on_finished()` runs.
+    With ``use_thread=False`` the same happens synchronously (scripts, debugging).
     """
 
     def __init__(self, work: Callable[[Callable[[Any], None], threading.Event], Any], *,
                  on_report: Callable[[Any], None], on_result: Callable[[Any], None],
-                 on_cancelled: Callable[[], None], on_finished: Callable[[], None]):
+                 on_cancelled: Callable[[], None], on_finished: Callable[[], None],
+                 bars: ProgressBars | None = None):
         self.work = work
+        self.bars = bars  # closed when the job ends, whatever happened to the widget
         self.on_report, self.on_result = on_report, on_result
         self.on_cancelled, self.on_finished = on_cancelled, on_finished
         self.cancel_event = threading.Event()
@@ -450,10 +451,8 @@ class Job:
         self._owner = None
 
     def start(self, use_thread: bool = True, owner=None) -> None:
-        """Start; `owner` (a QWidget) cancels and detaches the job when it is destroyed."""
+        """Start; once `owner` (a QWidget) is deleted the job cancels itself and calls nothing."""
         self._owner = owner
-        if owner is not None:
-            owner.destroyed.connect(self.detach)
         if not use_thread:
             try:
                 result = self.work(self.on_report, self.cancel_event)
@@ -479,27 +478,61 @@ class Job:
         self._detached = True
         self.cancel()
 
+    def _gone(self) -> bool:
+        if not self._detached and self._owner is not None and not qt_alive(self._owner):
+            self.detach()
+        return self._detached
+
     def _report(self, value) -> None:
-        if not self._detached:
+        if not self._gone():
             self.on_report(value)
 
     def _returned(self, result) -> None:
-        if not self._detached:
+        if not self._gone():
             self.on_result(result)
 
     def _errored(self, error: BaseException) -> None:
         if isinstance(error, SegmentationCancelled):
-            if not self._detached:
+            if not self._gone():
                 self.on_cancelled()
         else:
             notify_error(error)
 
     def _finished(self) -> None:
         self.done = True
-        if not self._detached:
-            if self._owner is not None:  # else the connection keeps the job (and its image) alive
-                self._owner.destroyed.disconnect(self.detach)
+        if self.bars is not None:
+            self.bars.close()
+        if not self._gone():
             self.on_finished()
+
+
+LAYER_EVENTS = ("inserted", "removed", "reordered", "renamed")
+
+
+def qt_alive(obj) -> bool:
+    """False once the C++ side of a Qt object is deleted (PyQt and PySide raise RuntimeError)."""
+    try:
+        obj.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+def follow_layers(viewer, owner, callback: Callable[..., None]) -> None:
+    """Call `callback` when the viewer's layer list changes, while `owner` (a QWidget) exists.
+
+    Not tied to `owner.destroyed`: Python slots on `destroyed` of a dock widget deleted
+    after its viewer was closed crash PyQt5 (seen with napari 0.9.2).
+    """
+    method, owner_ref = weakref.WeakMethod(callback), weakref.ref(owner)
+
+    def on_change(*_):
+        cb, widget = method(), owner_ref()
+        if cb is not None and widget is not None and qt_alive(widget):
+            cb()
+
+    for name in LAYER_EVENTS:
+        getattr(viewer.layers.events, name).connect(on_change)
 
 
 def layer_choices(viewer, kinds: Iterable[type]) -> Callable[[Any], list]:

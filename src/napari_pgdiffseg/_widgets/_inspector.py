@@ -24,7 +24,7 @@ from ..core.errors import InputImageError
 from ..core.noise import NoiseConfig
 from . import _common
 from ._common import Job, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
-from ._core_helpers import centre_crop_box, compute_noise
+from ..core.pipeline import centre_crop_box, compute_noise
 from ._layers import image_layer, latent_geometry
 
 # The rows of the paper's Table 3: (label, noise settings).
@@ -202,8 +202,7 @@ class InspectorWidget(Container):
         self.image.changed.connect(self._update_state)
         for w in self.strategy_boxes.values():
             w.changed.connect(self._update_state)
-        for ev in ("inserted", "removed", "reordered", "renamed"):
-            getattr(napari_viewer.layers.events, ev).connect(self._layers_changed)
+        _common.follow_layers(napari_viewer, self.native, self._layers_changed)
         self._update_state()
 
     @property
@@ -288,8 +287,8 @@ class InspectorWidget(Container):
         self._request = req
         self.bars = ProgressBars("noise", len(req.strategies), "strategies")
         self.status.value = f"computing noise of {req.name} ..."
-        self.job = Job(InspectorRunner(req, self._load_bundle), on_report=self._on_progress,
-                       on_result=self._on_result, on_cancelled=self._on_cancelled, on_finished=self._on_finished)
+        self.job = Job(InspectorRunner(req, self._load_bundle), on_report=self._on_progress, on_result=self._on_result,
+                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=self.bars)
         self._update_state()
         self.job.start(self.use_thread, owner=self.native)
 
@@ -346,9 +345,7 @@ class InspectorWidget(Container):
         show_info("PG-DiffSeg: noise computation cancelled")
 
     def _on_finished(self) -> None:
-        if self.bars is not None:
-            self.bars.close()
-            self.bars = None
+        self.bars = None  # closed by the job
         self.job = None
         self.status.value = ""
         self._update_state()

@@ -22,7 +22,7 @@ from ..core.pipeline import Progress, SegmentConfig, segment
 from ..core.summary import DEAD, LIVE
 from . import _common
 from ._common import Job, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
-from ._core_helpers import split_cells, summarize_planes
+from ..core.summary import split_cells, summarize_planes
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
 
 LABEL_OUTPUTS = (("class labels", "classes"), ("live + dead cells", "cells"), ("both", "both"))
@@ -55,6 +55,7 @@ class SegmentRequest:
 
 @dataclass
 class SegmentOutcome:
+    source: str  # name of the segmented image layer
     layers: list  # napari layer data tuples
     summary: dict
     text: str
@@ -118,32 +119,33 @@ class SegmentRunner:
         text = summary_text(summary, names, r0.nfe, seconds, r0.device, len(results))
         meta = {OUTPUT_TAG: req.name, "pgdiffseg_summary": summary, "pgdiffseg_config": req.config.to_dict(),
                 "pgdiffseg_bundle": str(req.bundle_dir)}
-        layers = []
+        images, labelled = [], []  # images first, so the labels are drawn on top of them
         if opt.labels in ("classes", "both"):
-            layers.append(class_labels_layer(labels, req.name, names, card.colors, req.scale, req.translate, meta))
+            labelled.append(class_labels_layer(labels, req.name, names, card.colors, req.scale, req.translate, meta))
         if opt.labels in ("cells", "both"):
             for class_id, class_name in ((LIVE, names[LIVE]), (DEAD, names[DEAD])):
                 cells = np.stack([
                     split_cells(r.labels, p, class_id, min_distance=opt.min_distance)
                     for r, p in zip(results, planes)
                 ]).reshape(shape)
-                layers.append(cell_labels_layer(cells, req.name, class_name, req.scale, req.translate, meta))
+                labelled.append(cell_labels_layer(cells, req.name, class_name, req.scale, req.translate, meta))
+        if opt.agreement:
+            agreement = np.stack([r.agreement for r in results]).reshape(shape)
+            images.append(image_layer(agreement, f"{req.name} pgdiffseg agreement", req.scale, req.translate, meta,
+                                      colormap="viridis", contrast_limits=(0.0, 1.0)))
         if opt.noise or opt.edges:
             noise = np.stack([r.noise for r in results])  # (planes, n, h, w)
             lshape = lead + noise.shape[2:]
             lscale, ltranslate = latent_geometry(req.scale, req.translate)
             if opt.noise:
-                layers.append(image_layer(noise[:, 0].reshape(lshape), f"{req.name} pgdiffseg noise", lscale,
+                images.append(image_layer(noise[:, 0].reshape(lshape), f"{req.name} pgdiffseg noise", lscale,
                                           ltranslate, meta, colormap="gray"))
             if opt.edges:
                 edges = np.stack([noise_edges(nz) for nz in noise]).astype(np.uint8).reshape(lshape)
-                layers.append(image_layer(edges, f"{req.name} pgdiffseg noise edges", lscale, ltranslate, meta,
+                images.append(image_layer(edges, f"{req.name} pgdiffseg noise edges", lscale, ltranslate, meta,
                                           colormap="cyan", blending="additive", contrast_limits=(0, 1)))
-        if opt.agreement:
-            agreement = np.stack([r.agreement for r in results]).reshape(shape)
-            layers.append(image_layer(agreement, f"{req.name} pgdiffseg agreement", req.scale, req.translate, meta,
-                                      colormap="viridis", contrast_limits=(0.0, 1.0), visible=False))
-        return SegmentOutcome(layers, summary, text)
+        layers = images + labelled
+        return SegmentOutcome(req.name, layers, summary, text)
 
 
 class SegmentWidget(Container):
@@ -193,8 +195,7 @@ class SegmentWidget(Container):
         self.defaults_button.changed.connect(self.restore_defaults)
         self.settings.validity.connect(self._update_state)
         self.image.changed.connect(self._update_state)
-        for ev in ("inserted", "removed", "reordered", "renamed"):
-            getattr(napari_viewer.layers.events, ev).connect(self._layers_changed)
+        _common.follow_layers(napari_viewer, self.native, self._layers_changed)
         self._update_state()
 
     # -- state
@@ -256,8 +257,8 @@ class SegmentWidget(Container):
         self.bars = ProgressBars(f"PG-DiffSeg {req.name}", n_planes, "planes")
         self.summary.value = ""
         self.status.value = f"segmenting {req.name} ..."
-        self.job = Job(SegmentRunner(req, self._load_bundle), on_report=self._on_progress,
-                       on_result=self._on_result, on_cancelled=self._on_cancelled, on_finished=self._on_finished)
+        self.job = Job(SegmentRunner(req, self._load_bundle), on_report=self._on_progress, on_result=self._on_result,
+                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=self.bars)
         self._update_state()
         self.job.start(self.use_thread, owner=self.native)
 
@@ -275,8 +276,7 @@ class SegmentWidget(Container):
         bars.set_outer(p.plane, f"plane {p.plane + 1}/{p.n_planes}")
 
     def _on_result(self, outcome: SegmentOutcome) -> None:
-        name = outcome.layers[0][1]["metadata"][OUTPUT_TAG] if outcome.layers else None
-        _common.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, name)
+        _common.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, outcome.source)
         self.summary.value = outcome.text
         self.last_outcome = outcome
 
@@ -284,9 +284,7 @@ class SegmentWidget(Container):
         show_info("PG-DiffSeg: segmentation cancelled; no layer was changed")
 
     def _on_finished(self) -> None:
-        if self.bars is not None:
-            self.bars.close()
-            self.bars = None
+        self.bars = None  # closed by the job
         self.job = None
         self.status.value = ""
         self._update_state()

@@ -21,7 +21,7 @@ from .errors import PGDiffSegError, SegmentationCancelled
 from .io import atomic_write, write_tiff
 from .pipeline import CancelCheck, Progress, SegmentConfig, segment_stack
 from .preprocess import as_planes
-from .summary import summarize
+from .summary import summarize_planes
 
 CSV_NAME = "pgdiffseg_results.csv"
 _HEAD = ("file", "status", "output", "planes")
@@ -47,22 +47,15 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
     labels = np.stack([r.labels for r in results]) if was_stack else results[0].labels
     out = output_path(out_dir, path)
     write_tiff(out, labels, metadata={"axes": "ZYX" if was_stack else "YX"})
-    names = bundle.card.class_names
-    per_plane = [summarize(r.labels, names, min_area) for r in results]
-    live = sum(s["live_cells"] for s in per_plane)
-    dead = sum(s["dead_cells"] for s in per_plane)
     row = {
         "file": str(path), "status": "ok", "output": str(out), "planes": len(results),
-        "live_cells": live, "dead_cells": dead,
-        "viability_percent": 100.0 * live / (live + dead) if live + dead else float("nan"),
+        **summarize_planes([r.labels for r in results], bundle.card.class_names, min_area),
         "nfe": results[0].nfe,
         "seconds": sum(r.seconds for r in results),
         "noise_ssim": float(np.mean([r.noise_ssim for r in results])),
         "noise_kld": float(np.mean([r.noise_kld for r in results])),
         "device": results[0].device,
     }
-    for name in names:
-        row[f"fraction_{name}"] = float(np.mean([s[f"fraction_{name}"] for s in per_plane]))
     return row
 
 

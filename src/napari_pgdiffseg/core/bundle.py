@@ -253,6 +253,30 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     return bundle.eval().to(device)
 
 
+def peek_bundle(path: str | os.PathLike) -> tuple[BundleCard, int]:
+    """(card, num_train_timesteps) of a bundle folder from its JSON files only (milliseconds).
+
+    Raises BundleError naming the problem; weights are checked later by `load_bundle`.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist or is not a folder")
+    for rel in (CARD_NAME, SCHEDULER_FILE):
+        if not (path / rel).is_file():
+            raise BundleError(f"{path} is not a PG-DiffSeg bundle: {rel} is missing")
+    try:
+        card_dict = json.loads((path / CARD_NAME).read_text())
+        sched = json.loads((path / SCHEDULER_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: cannot read the bundle's JSON files ({e})") from None
+    card = BundleCard.from_dict(card_dict)
+    try:
+        timesteps = int(sched["num_train_timesteps"])
+    except (KeyError, TypeError, ValueError):
+        raise BundleError(f"{path / SCHEDULER_FILE} has no valid num_train_timesteps") from None
+    return card, timesteps
+
+
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -329,3 +329,90 @@ def segment_stack(
         cb = None if progress is None else (lambda p, i=i: progress(i, len(planes), p))
         out.append(segment(plane, bundle, config, progress=cb, cancel=cancel))
     return out
+
+
+def compute_noise(
+    image,
+    bundle: Bundle,
+    noise: NoiseConfig,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    tile_batch: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+) -> np.ndarray:
+    """The (n, ceil(H/4), ceil(W/4)) starting noise that LDM-S would get for `image`.
+
+    Same steps as `segment` up to the sampler: checks, the bundle's normalisation, tiles of
+    the bundle's tile size (no overlap: a noise is not blended, it would lose variance),
+    encoder, the strategy's latent noise, channel averaging and repeat (Algorithm 1).
+    An image larger than one tile is cropped, centred, to whole tiles first.
+
+    progress(done, total) is called after every network evaluation (the prior's inversion
+    steps) and every tile batch; cancel is checked before each evaluation and each batch
+    and raises SegmentationCancelled.
+    """
+    noise.validate(bundle.num_train_timesteps)
+    cancelled = _cancel_fn(cancel)
+    frame = normalize(check_frame(image), bundle.card.normalization)
+    t = bundle.card.tile_size
+    H, W = frame.shape
+    # Larger than a tile: keep the centred whole-tile part, so tiles neither overlap nor pad.
+    ch, cw = (H // t * t if H > t else H), (W // t * t if W > t else W)
+    y0, x0 = (H - ch) // 2, (W - cw) // 2
+    frame = frame[y0 : y0 + ch, x0 : x0 + cw]
+    grid = TileGrid(ch, cw, t, 0, DOWNSAMPLE_FACTOR)
+    padded = grid.pad(frame)
+    origins = grid.origins()
+    dev = resolve_device(device)
+    bundle.to(dev)
+    scheduler = bundle.make_scheduler()
+    n = bundle.n_classes
+    lh, lw = -(-grid.padded_shape[0] // DOWNSAMPLE_FACTOR), -(-grid.padded_shape[1] // DOWNSAMPLE_FACTOR)
+    out = np.zeros((n, lh, lw), np.float32)
+    n_batches = -(-len(origins) // tile_batch)
+    per_batch = noise.inversion_steps if noise.strategy == "prior" else 0
+    total = n_batches * (per_batch + 1)
+    done = 0
+
+    def ldm_p(sample, timestep):  # counts evaluations and checks cancel, like `segment`
+        nonlocal done
+        if cancelled():
+            raise SegmentationCancelled("cancelled")
+        result = bundle.ldm_p(sample, timestep)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        return result
+
+    for b0 in range(0, len(origins), tile_batch):
+        if cancelled():
+            raise SegmentationCancelled("cancelled")
+        batch = origins[b0 : b0 + tile_batch]
+        ids = list(range(b0, b0 + len(batch)))
+        tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])[:, None]
+        z = encode_latents(bundle.autoencoder, torch.from_numpy(tiles).to(dev))
+        eps = None
+        if noise.strategy == "prior":
+            eps = latent_noise(z, noise, ldm_p, scheduler, [])
+        elif noise.strategy == "forward":
+            eps = latent_noise(z, noise, bundle.ldm_p, scheduler, tile_generators(seed, ids, 0))
+        stream = 0 if noise.strategy == "random" else _MIX_STREAM
+        start = class_noise(eps, noise, n, tile_generators(seed, ids, stream), z.shape[2:])
+        start = start.float().cpu().numpy()
+        for i, (y, x) in enumerate(batch):
+            ly, lx = y // DOWNSAMPLE_FACTOR, x // DOWNSAMPLE_FACTOR
+            out[:, ly : ly + start.shape[2], lx : lx + start.shape[3]] = start[i]
+        done = (b0 // tile_batch + 1) * (per_batch + 1)
+        if progress is not None:
+            progress(done, total)
+    return out[:, : -(-ch // DOWNSAMPLE_FACTOR), : -(-cw // DOWNSAMPLE_FACTOR)]
+
+
+def centre_crop_box(shape: Sequence[int], size: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the centred size x size crop of a (H, W) frame (smaller frames: all)."""
+    H, W = int(shape[0]), int(shape[1])
+    h, w = min(H, size), min(W, size)
+    y0, x0 = (H - h) // 2, (W - w) // 2
+    return y0, y0 + h, x0, x0 + w
