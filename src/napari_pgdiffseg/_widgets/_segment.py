@@ -19,10 +19,9 @@ from napari.utils.notifications import show_info
 from ..core.errors import InputImageError
 from ..core.metrics import noise_edges
 from ..core.pipeline import Progress, SegmentConfig, segment
-from ..core.summary import DEAD, LIVE
+from ..core.summary import DEAD, LIVE, split_cells, summarize_planes
 from . import _common
 from ._common import Job, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
-from ..core.summary import split_cells, summarize_planes
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
 
 LABEL_OUTPUTS = (("class labels", "classes"), ("live + dead cells", "cells"), ("both", "both"))
