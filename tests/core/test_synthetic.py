@@ -213,3 +213,17 @@ def test_config_accepts_lists_and_is_frozen():
     assert cfg.shape == (64, 96) and cfg.density == (1.0, 2.0)
     with pytest.raises(AttributeError):
         cfg.difficulty = 0.5  # type: ignore[misc]
+
+
+def test_written_files_have_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from napari_pgdiffseg.core.io import write_tiff
+
+    umask = os.umask(0o022)
+    try:
+        path = write_tiff(tmp_path / "x.tif", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
