@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import shutil
-from pathlib import Path
 
 from napari_pgdiffseg.core.bundle import CARD_NAME, default_bundle_path, load_bundle
 

@@ -1,5 +1,4 @@
 import re
-from dataclasses import replace
 
 import numpy as np
 

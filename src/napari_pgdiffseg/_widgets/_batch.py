@@ -17,7 +17,7 @@ from napari.utils.notifications import show_info
 from ..core.batch import CSV_NAME, segment_files
 from ..core.pipeline import Progress, SegmentConfig
 from . import _common
-from ._common import Job, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
+from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
 
 DEFAULT_PATTERN = "*.tif; *.tiff; *.png"
 
@@ -74,7 +74,7 @@ def rows_text(rows: list[dict]) -> str:
     return f"{done} segmented · {skipped} skipped · {errors} failed"
 
 
-class BatchWidget(Container):
+class BatchWidget(JobControls, Container):
     """Batch segment folder."""
 
     def __init__(self, napari_viewer=None, *, use_thread: bool = True):
@@ -113,10 +113,6 @@ class BatchWidget(Container):
             w.changed.connect(self._update_state)
         self._update_state()
 
-    @property
-    def running(self) -> bool:
-        return self.job is not None
-
     def out_dir(self) -> Path | None:
         text = self.output_dir.line_edit.value.strip()
         if text:
@@ -136,24 +132,12 @@ class BatchWidget(Container):
             return "give a file pattern, e.g. *.tif"
         return ""
 
-    def _update_state(self, *_):
-        problem = self.problem()
-        self.run_button.enabled = not self.running and not problem
-        self.cancel_button.enabled = self.running
-        self.defaults_button.enabled = not self.running
-        if not self.running:
-            self.status.value = "" if problem == self.settings.problem else problem
-
     def restore_defaults(self, *_):
         self.settings.restore_defaults()
         self.persist.restore_defaults()
 
     def run(self, *_) -> None:
-        if self.running:
-            return
-        problem = self.problem()
-        if problem:
-            _common.show_error(problem)
+        if not self._may_run():
             return
         inp = Path(self.input_dir.line_edit.value.strip()).expanduser()
         paths = find_files(inp, self.pattern.value)
@@ -164,17 +148,9 @@ class BatchWidget(Container):
                            self.overwrite.value)
         self.rows = []
         self._final = ""
-        self.bars = ProgressBars("tiles", len(paths), "files")
-        self.status.value = f"segmenting {len(paths)} files into {req.out_dir} ..."
-        self.job = Job(BatchRunner(req, self._load_bundle), on_report=self._on_progress, on_result=self._on_result,
-                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=self.bars)
         self._out = req.out_dir
-        self._update_state()
-        self.job.start(self.use_thread, owner=self.native)
-
-    def cancel(self, *_) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        self._start(BatchRunner(req, self._load_bundle), ProgressBars("tiles", len(paths), "files"),
+                    f"segmenting {len(paths)} files into {req.out_dir} ...")
 
     def _on_progress(self, value) -> None:
         bars = self.bars  # updating a bar may process events, including the end of the job

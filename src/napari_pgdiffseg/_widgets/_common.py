@@ -568,3 +568,47 @@ def replace_layers(viewer, new_layers: list, tag_key: str, tag_value) -> list:
         added.append(layer)
     return added
 
+
+class JobControls:
+    """Run / Cancel / Restore-defaults behaviour shared by the three dock widgets.
+
+    A widget using it has `run_button`, `cancel_button`, `defaults_button`, `status`,
+    `settings` (a SettingsWidget), `job`, `bars`, `use_thread`, and defines `problem()`,
+    `_on_progress`, `_on_result`, `_on_cancelled` and `_on_finished`.
+    """
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def _update_state(self, *_):
+        problem = self.problem()
+        self.run_button.enabled = not self.running and not problem
+        self.cancel_button.enabled = self.running
+        self.defaults_button.enabled = not self.running
+        if not self.running:
+            # The settings widget shows its own message; this one names what is left.
+            self.status.value = "" if problem == self.settings.problem else problem
+
+    def _may_run(self) -> bool:
+        """False (with a notification naming the problem) when Run cannot start now."""
+        if self.running:
+            return False
+        problem = self.problem()
+        if problem:
+            show_error(problem)
+            return False
+        return True
+
+    def _start(self, runner, bars: "ProgressBars", status: str) -> None:
+        self.bars = bars
+        self.status.value = status
+        self.job = Job(runner, on_report=self._on_progress, on_result=self._on_result,
+                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=bars)
+        self._update_state()
+        self.job.start(self.use_thread, owner=self.native)
+
+    def cancel(self, *_) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.value = "cancelling ..."

@@ -23,7 +23,7 @@ from ..core import metrics
 from ..core.errors import InputImageError
 from ..core.noise import NoiseConfig
 from . import _common
-from ._common import Job, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
+from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
 from ..core.pipeline import centre_crop_box, compute_noise
 from ._layers import image_layer, latent_geometry
 
@@ -156,7 +156,7 @@ def plot_histograms(figure, rows: list[NoiseRow]) -> None:
     figure.canvas.draw_idle()
 
 
-class InspectorWidget(Container):
+class InspectorWidget(JobControls, Container):
     """Noise-quality inspector."""
 
     def __init__(self, napari_viewer, *, use_thread: bool = True):
@@ -204,10 +204,6 @@ class InspectorWidget(Container):
             w.changed.connect(self._update_state)
         _common.follow_layers(napari_viewer, self.native, self._layers_changed)
         self._update_state()
-
-    @property
-    def running(self) -> bool:
-        return self.job is not None
 
     def _layers_changed(self, *_):
         self.image.reset_choices()
@@ -273,11 +269,7 @@ class InspectorWidget(Container):
                               self.settings.device.value)
 
     def run(self, *_) -> None:
-        if self.running:
-            return
-        problem = self.problem()
-        if problem:
-            _common.show_error(problem)
+        if not self._may_run():
             return
         try:
             req = self.request()
@@ -285,16 +277,8 @@ class InspectorWidget(Container):
             _common.notify_error(e)
             return
         self._request = req
-        self.bars = ProgressBars("noise", len(req.strategies), "strategies")
-        self.status.value = f"computing noise of {req.name} ..."
-        self.job = Job(InspectorRunner(req, self._load_bundle), on_report=self._on_progress, on_result=self._on_result,
-                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=self.bars)
-        self._update_state()
-        self.job.start(self.use_thread, owner=self.native)
-
-    def cancel(self, *_) -> None:
-        if self.job is not None:
-            self.job.cancel()
+        self._start(InspectorRunner(req, self._load_bundle), ProgressBars("noise", len(req.strategies), "strategies"),
+                    f"computing noise of {req.name} ...")
 
     def _on_progress(self, value) -> None:
         k, n, label, done, total = value

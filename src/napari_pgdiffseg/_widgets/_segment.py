@@ -21,7 +21,7 @@ from ..core.metrics import noise_edges
 from ..core.pipeline import Progress, SegmentConfig, segment
 from ..core.summary import DEAD, LIVE, split_cells, summarize_planes
 from . import _common
-from ._common import Job, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
+from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
 
 LABEL_OUTPUTS = (("class labels", "classes"), ("live + dead cells", "cells"), ("both", "both"))
@@ -147,7 +147,7 @@ class SegmentRunner:
         return SegmentOutcome(req.name, layers, summary, text)
 
 
-class SegmentWidget(Container):
+class SegmentWidget(JobControls, Container):
     """Segment QPI (PG-DiffSeg): the main dock widget."""
 
     def __init__(self, napari_viewer, *, use_thread: bool = True):
@@ -198,10 +198,6 @@ class SegmentWidget(Container):
         self._update_state()
 
     # -- state
-    @property
-    def running(self) -> bool:
-        return self.job is not None
-
     def _layers_changed(self, *_):
         self.image.reset_choices()
         self._update_state()
@@ -212,15 +208,6 @@ class SegmentWidget(Container):
         if self.image.value is None:
             return "add or choose an image layer"
         return ""
-
-    def _update_state(self, *_):
-        problem = self.problem()
-        self.run_button.enabled = not self.running and not problem
-        self.cancel_button.enabled = self.running
-        self.defaults_button.enabled = not self.running
-        if not self.running:
-            # The settings widget shows its own message; this one names what is left.
-            self.status.value = "" if problem == self.settings.problem else problem
 
     def output_options(self) -> OutputOptions:
         return OutputOptions(self.labels_output.value, self.add_noise.value, self.add_edges.value,
@@ -241,11 +228,7 @@ class SegmentWidget(Container):
                               self.settings.bundle_dir(), self.settings.config(), self.output_options())
 
     def run(self, *_) -> None:
-        if self.running:
-            return
-        problem = self.problem()
-        if problem:
-            _common.show_error(problem)
+        if not self._may_run():
             return
         try:
             req = self.request()
@@ -253,18 +236,9 @@ class SegmentWidget(Container):
             _common.notify_error(e)
             return
         n_planes = int(np.prod(np.shape(req.image)[:-2], dtype=int))
-        self.bars = ProgressBars(f"PG-DiffSeg {req.name}", n_planes, "planes")
         self.summary.value = ""
-        self.status.value = f"segmenting {req.name} ..."
-        self.job = Job(SegmentRunner(req, self._load_bundle), on_report=self._on_progress, on_result=self._on_result,
-                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=self.bars)
-        self._update_state()
-        self.job.start(self.use_thread, owner=self.native)
-
-    def cancel(self, *_) -> None:
-        if self.job is not None:
-            self.job.cancel()
-            self.status.value = "cancelling ..."
+        self._start(SegmentRunner(req, self._load_bundle), ProgressBars(f"PG-DiffSeg {req.name}", n_planes, "planes"),
+                    f"segmenting {req.name} ...")
 
     def _on_progress(self, p: PlaneProgress) -> None:
         bars = self.bars  # updating a bar may process events, including the end of the job
