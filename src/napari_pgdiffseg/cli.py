@@ -187,6 +187,183 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _evaluation_frames(args):
+    """(images, masks, description) from --data folders and/or --synthetic frames."""
+    from .core.data import find_frames, parse_label_map, read_image, read_mask
+    from .core.synthetic import SyntheticConfig, make_dataset
+
+    label_map = parse_label_map(args.label_map) if args.label_map else None
+    images, masks, parts = [], [], []
+    for d in args.data:
+        frames = [f for f in find_frames(d) if f.mask_path is not None]
+        if not frames:
+            raise PGDiffSegError(f"{d} holds no image/mask pairs to evaluate on (images/ + masks/, or NAME_mask.tif)")
+        images += [read_image(f.image_path) for f in frames]
+        masks += [read_mask(f.mask_path, label_map=label_map) for f in frames]
+        parts.append(f"{len(frames)} labelled frames of {d}")
+    if args.synthetic:
+        cfg = SyntheticConfig(shape=(args.synthetic_size, args.synthetic_size), difficulty=args.synthetic_difficulty)
+        si, sm = make_dataset(args.synthetic, args.synthetic_seed, cfg)
+        images += list(si)
+        masks += list(sm)
+        parts.append(f"{args.synthetic} synthetic frames of {args.synthetic_size}x{args.synthetic_size} "
+                     f"(seed {args.synthetic_seed}, difficulty {args.synthetic_difficulty})")
+    if not images:
+        raise PGDiffSegError("nothing to evaluate on: give --data folders with masks and/or --synthetic N")
+    return images, masks, "; ".join(parts)
+
+
+def _fold_trainer(args, out: Path):
+    """train_fold(images, masks, fold) -> (bundle, baseline predict or None) for --train-folds."""
+    from .core.data import Augment, TileDataset
+    from .core.training import StageConfig, TrainConfig, train_bundle
+
+    cfg = TrainConfig(
+        preset=args.preset, prediction_type=args.prediction_type,
+        autoencoder=StageConfig(args.steps_autoencoder, 16, 64, 1e-3),
+        ldm_p=StageConfig(args.steps_ldm_p, 16, 128, 2e-4),
+        ldm_s=StageConfig(args.steps_ldm_s, 16, 128, 2e-4),
+        seed=args.seed, device=args.device,
+    )
+
+    def train_fold(images, masks, fold):
+        common = dict(tile_size=args.tile_size, augment=Augment(), seed=args.seed)
+        unlabelled = TileDataset.from_arrays(images, None, load_masks=False, **common)
+        labelled = TileDataset.from_arrays(images, masks, require_masks=True, **common)
+        bundle, _ = train_bundle(cfg, unlabelled, labelled, out / f"fold{fold}" / "bundle",
+                                 provenance={"command": "pgdiffseg " + " ".join(args.argv), "fold": fold})
+        predict = None
+        if args.baseline_steps:
+            from .core.baseline import BaselineConfig, train_baseline
+
+            bcfg = BaselineConfig(steps=args.baseline_steps, seed=args.seed, device=args.device)
+            model, _ = train_baseline(labelled, bcfg, out / f"fold{fold}" / "unet_baseline")
+            predict = _baseline_predict(model, args)
+        return bundle.to("cpu"), predict
+
+    return train_fold
+
+
+def _baseline_predict(baseline, args):
+    from .core.baseline import segment_baseline
+
+    device = "cpu" if args.device == "auto" else args.device
+    return lambda image: segment_baseline(image, baseline, tile_batch=args.tile_batch, device=device)
+
+
+def cmd_evaluate(args) -> int:
+    import platform
+    import time
+
+    import torch
+
+    from .core.bundle import load_bundle, load_default_bundle
+    from .core.evaluation import TABLES, cross_validate, csv_text, markdown_table, method_tables
+    from .core.io import atomic_write
+
+    tables = list(dict.fromkeys(args.tables))
+    bad = set(tables) - set(TABLES)
+    if bad:
+        raise PGDiffSegError(f"unknown table(s) {', '.join(sorted(bad))}; choose from {', '.join(TABLES)}")
+    if args.train_folds and args.folds < 2:
+        raise PGDiffSegError("--train-folds needs --folds 2 or more")
+    images, masks, data_desc = _evaluation_frames(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = SegmentConfig(device=args.device, tile_batch=args.tile_batch, seed=args.seed)
+
+    baseline = None
+    if args.baseline and not args.train_folds:
+        from .core.baseline import load_baseline
+
+        baseline = _baseline_predict(load_baseline(args.baseline), args)
+
+    def methods_for(predict):
+        rows = method_tables(args.inversion_steps, args.sampling_steps, base, baseline=predict,
+                             nfe_sampling=args.nfe_sampling, nfe_inversion=args.nfe_inversion, mix=args.mix)
+        chosen = []
+        for t in tables:
+            chosen += [(t, m) for m in rows[t] if not args.methods or m.name in args.methods]
+        return chosen
+
+    if args.train_folds:
+        runs = [(f"trained per fold ({args.preset}, LDM-S predicts {args.prediction_type})", None)]
+    else:
+        paths = args.bundle or [None]
+        runs = [(p or "shipped bundle", load_default_bundle() if p is None else load_bundle(p)) for p in paths]
+
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+               f"torch {torch.__version__}, device {args.device}")
+    header = [f"# pgdiffseg evaluate", "", f"Command: `pgdiffseg {' '.join(args.argv)}`", "",
+              f"Data: {data_desc}. Folds: {args.folds} (split by frame, seed {args.seed}). Machine: {machine}.", ""]
+    md = list(header)
+    per_run = {}
+    for label, bundle in runs:
+        t0 = time.perf_counter()
+        tagged = None
+
+        def rows(predict):
+            nonlocal tagged
+            tagged = methods_for(predict)
+            return [m for _, m in tagged]
+
+        scores = cross_validate(
+            images, masks, rows, folds=args.folds, seed=args.seed, bundle=bundle, baseline=baseline,
+            train_fold=_fold_trainer(args, out) if args.train_folds else None,
+            on_frame=None if args.quiet else (lambda name, i, n: print(f"  {name}: frame {i + 1}/{n}", file=sys.stderr)),
+        )
+        ptype = bundle.card.prediction_type if bundle is not None else args.prediction_type
+        seconds = time.perf_counter() - t0
+        per_run[label] = dict(zip([(t, m.name) for t, m in tagged], scores))
+        for t in tables:
+            ts = [s for (tt, _), s in per_run[label].items() if tt == t]
+            if not ts:
+                continue
+            title = f"{_TABLE_TITLES[t]}: {label} (LDM-S predicts {ptype}; inversion {args.inversion_steps} / sampling {args.sampling_steps} steps)"
+            table = markdown_table(ts, title)
+            md.append(table)
+            print(table, flush=True)
+            stem = f"{_slug(label)}_{t}"
+            text = csv_text(ts, {"run": label, "prediction_type": ptype, "table": t})
+            atomic_write(out / f"{stem}.csv", lambda tmp, text=text: Path(tmp).write_text(text))
+        md.append(f"({label}: {seconds:.0f} s)\n")
+    if len(runs) > 1 and "table2" in tables:
+        rows = []
+        for label, res in per_run.items():
+            for (t, name), s in res.items():
+                if t == "table2" and name in ("Prior x1", "Random x1", "Random x5"):
+                    rows.append(dataclasses.replace(s, name=f"{label}: {name}"))
+        table = markdown_table(rows, "LDM-S parameterisation, side by side", reference=None)
+        md.append(table)
+        print(table)
+    if "nfe" in tables:
+        from .figure import nfe_curve_figure
+
+        curves = {}
+        for label, res in per_run.items():
+            nfe_rows = [(name, s) for (t, name), s in res.items() if t == "nfe"]
+            prefix = f"{label}: " if len(per_run) > 1 else ""
+            curves[prefix + "Prior x1"] = [s for n, s in nfe_rows if n.startswith("Prior ")]
+            curves[prefix + "Random x1"] = [s for n, s in nfe_rows if n.startswith("Random x1 ")]
+            curves[prefix + "Random x5"] = [s for n, s in nfe_rows if n.startswith("Random x5 ")]
+        nfe_curve_figure(out / "nfe_curve.png", curves, title=data_desc)
+        md.append("![mIoU against NFE](nfe_curve.png)\n")
+    text = "\n".join(md)
+    atomic_write(out / "tables.md", lambda tmp: Path(tmp).write_text(text))
+    print(f"wrote {out / 'tables.md'}")
+    return 0
+
+
+_TABLE_TITLES = {"table2": "Table 2 (segmentation)", "table3": "Table 3 (starting noise)",
+                 "variants": "Noise variants", "nfe": "Quality against NFE"}
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "_", Path(text).name if "/" in text else text).strip("_")[:60] or "run"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgdiffseg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +416,38 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local diffusers VQModel folder (e.g. LDM vq-f4); skips the autoencoder stage")
     tr.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="score methods on labelled frames: the paper's Tables 2 and 3, mean (SD)")
+    ev.add_argument("--data", nargs="*", default=[], help="folders of image/mask pairs")
+    ev.add_argument("--label-map", default=None, help="mask value mapping: 'hela', 'cho' or '0:1,1:1,2:2,3:0'")
+    ev.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with truth")
+    ev.add_argument("--synthetic-seed", type=int, default=9001, help="seed of the synthetic frames (training used 1)")
+    ev.add_argument("--synthetic-difficulty", type=float, default=0.5, help="difficulty of the synthetic frames (0..1)")
+    ev.add_argument("--synthetic-size", type=int, default=256, help="side of the synthetic frames in px")
+    ev.add_argument("--bundle", nargs="*", default=None, help="bundle folder(s) (default: the shipped model)")
+    ev.add_argument("--baseline", default=None, help="a trained U-Net baseline folder (pgdiffseg train-baseline)")
+    ev.add_argument("--tables", nargs="+", default=["table2", "table3"], help="table2 table3 variants nfe")
+    ev.add_argument("--methods", nargs="*", default=None, help="only these rows (method names as in the tables)")
+    ev.add_argument("--folds", type=int, default=1, help="k folds split by frame: mean (SD) over folds (1: over frames)")
+    ev.add_argument("--train-folds", action="store_true", help="train a bundle (and baseline) per fold first")
+    ev.add_argument("--preset", default="tiny", choices=("tiny", "small", "paper"), help="networks trained per fold")
+    ev.add_argument("--prediction-type", default="epsilon", choices=("epsilon", "sample"))
+    ev.add_argument("--steps-autoencoder", type=int, default=600)
+    ev.add_argument("--steps-ldm-p", type=int, default=1000)
+    ev.add_argument("--steps-ldm-s", type=int, default=1000)
+    ev.add_argument("--baseline-steps", type=int, default=0, help="train the U-Net baseline per fold (0: none)")
+    ev.add_argument("--tile-size", type=int, default=256, help="training tile size per fold")
+    ev.add_argument("--inversion-steps", type=int, default=100, help="prior inversion steps (paper: 100)")
+    ev.add_argument("--sampling-steps", type=int, default=200, help="LDM-S sampling steps (paper: 200)")
+    ev.add_argument("--nfe-sampling", type=int, nargs="+", default=[200, 100, 50, 20, 10])
+    ev.add_argument("--nfe-inversion", type=int, nargs="+", default=[100, 50, 20, 10])
+    ev.add_argument("--mix", type=float, default=0.5, help="lambda of the mixed-noise variant")
+    ev.add_argument("--tile-batch", type=int, default=8)
+    ev.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--quiet", action="store_true", help="no per-frame progress")
+    ev.add_argument("--out", required=True, help="output folder: tables.md, one CSV per table, nfe_curve.png")
+    ev.set_defaults(func=cmd_evaluate)
 
     info = sub.add_parser("info", help="print a bundle's card and parameter counts")
     info.add_argument("--bundle", default=None, help="model bundle folder (default: the shipped model)")

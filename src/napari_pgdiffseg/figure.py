@@ -1,4 +1,5 @@
-"""The demo figure: image | starting noise | Canny edges of the noise | labels | truth (PNG).
+"""Figures (PNG): the demo figure (image | starting noise | Canny edges of the noise | labels |
+truth) and the evaluation's quality-against-NFE curve.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no GUI backend).
 """
@@ -6,6 +7,8 @@ Drawn with matplotlib's object API on the Agg canvas (no pyplot, no GUI backend)
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,9 @@ import numpy as np
 from .core.io import atomic_write
 from .core.metrics import noise_edges
 from .core.pipeline import SegmentationResult
+
+if TYPE_CHECKING:
+    from .core.evaluation import MethodScores
 
 
 def label_rgba(labels: np.ndarray, colors) -> np.ndarray:
@@ -42,5 +48,30 @@ def demo_figure(path: str | os.PathLike, image: np.ndarray, result: Segmentation
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def nfe_curve_figure(path: str | Path, curves: "dict[str, Sequence[MethodScores]]", title: str = "") -> Path:
+    """PNG: mIoU (mean +- SD) against NFE per tile (log axis), one line per curve."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.8), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, scores in curves.items():
+        pts = sorted((s.nfe, s.row()["miou"], s.row()["miou_sd"]) for s in scores)
+        if not pts:
+            continue
+        x, y, e = (np.array(v, float) for v in zip(*pts))
+        ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("network evaluations per tile (NFE)")
+    ax.set_ylabel("mIoU")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -1,7 +1,10 @@
-"""Scoring segmentation methods on labelled frames: mIoU / F1 mean (SD), NFE, seconds per tile.
+"""Scoring segmentation methods on labelled frames: the paper's Tables 2 and 3, mean (SD).
 
-A *method* is a name and a `SegmentConfig` (e.g. "Prior x1", "Random x5"); every method
-runs through `segment`, the same entry point as the GUI and the CLI, on every frame.
+A *method* is a name and either a `SegmentConfig` (the diffusion methods: "Prior x1",
+"Random x5", "Forward t=300", ...; run through `segment`, the same entry point as the GUI
+and the CLI) or a plain `predict(image) -> labels` function (the deterministic U-Net
+baseline). Every method runs on every frame; a frame may carry a group id (its fold) so
+that tables report mean (SD) over folds, as the paper does, or over frames.
 """
 
 from __future__ import annotations
@@ -15,16 +18,45 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import Bundle
+from .errors import ConfigError
 from .io import atomic_write
 from .metrics import segmentation_scores
 from .pipeline import SegmentConfig, segment
 
+# The paper's step counts (Sec. 4.3: 100 inversion steps, 200 DDIM sampling steps).
+PAPER_INVERSION_STEPS = 100
+PAPER_SAMPLING_STEPS = 200
+TABLES = ("table2", "table3", "variants", "nfe")
+SCORE_KEYS = ("miou", "f1", "noise_ssim", "noise_kld", "seconds_per_tile")
 
-def paper_methods(inversion_steps: int = 100, sampling_steps: int = 200, base: SegmentConfig | None = None
-                  ) -> dict[str, SegmentConfig]:
-    """The starting-noise methods of the paper's Tables 2 and 3 at the given step counts."""
-    b = base or SegmentConfig()
-    b = replace(b, inversion_steps=inversion_steps, sampling_steps=sampling_steps)
+
+@dataclass(frozen=True)
+class Method:
+    """One row of a table: a diffusion setting (`config`) or a deterministic `predict`."""
+
+    name: str
+    config: SegmentConfig | None = None
+    predict: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __post_init__(self):
+        if (self.config is None) == (self.predict is None):
+            raise ConfigError(f"method {self.name!r} needs exactly one of a SegmentConfig or a predict function")
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per tile (a deterministic network: one forward pass)."""
+        return 1 if self.config is None else self.config.nfe_per_tile()
+
+    @property
+    def key(self):
+        """Methods with the same key give the same result: they are run once."""
+        return ("predict", id(self.predict)) if self.config is None else ("config", self.config)
+
+
+def paper_methods(inversion_steps: int = PAPER_INVERSION_STEPS, sampling_steps: int = PAPER_SAMPLING_STEPS,
+                  base: SegmentConfig | None = None) -> dict[str, SegmentConfig]:
+    """The four starting-noise methods of the held-out bundle table at the given step counts."""
+    b = replace(base or SegmentConfig(), inversion_steps=inversion_steps, sampling_steps=sampling_steps)
     return {
         "Prior x1": replace(b, strategy="prior", ensemble=1),
         "Random x1": replace(b, strategy="random", ensemble=1),
@@ -33,9 +65,60 @@ def paper_methods(inversion_steps: int = 100, sampling_steps: int = 200, base: S
     }
 
 
+def method_tables(
+    inversion_steps: int = PAPER_INVERSION_STEPS,
+    sampling_steps: int = PAPER_SAMPLING_STEPS,
+    base: SegmentConfig | None = None,
+    *,
+    baseline: Callable[[np.ndarray], np.ndarray] | None = None,
+    baseline_name: str = "U-Net (ResNet-18)",
+    nfe_sampling: Sequence[int] = (200, 100, 50, 20, 10),
+    nfe_inversion: Sequence[int] = (100, 50, 20, 10),
+    mix: float = 0.5,
+) -> dict[str, list[Method]]:
+    """The rows of each table, at the given inversion / sampling step counts.
+
+    table2: the U-Net baseline (when given), Random x1/x3/x5, Prior x1/x3 (paper Table 2).
+    table3: Random, Forward t = 0/300/600, LDM-P inversion 50/100/200 (paper Table 3).
+    variants: the paper's average-and-repeat prior, renormalised, and mixed with fresh
+        per-channel noise (lambda = `mix`) (design.md's pitfalls).
+    nfe: quality against network evaluations: Prior and Random x1 for each sampling step
+        count (the prior inverts with min(S, inversion_steps) steps), the prior's
+        inversion steps at the smallest sampling step count, and Random x5 at
+        `sampling_steps` (the paper's 200 by default): the reference a few-step default
+        must not fall below.
+    """
+    b = replace(base or SegmentConfig(), inversion_steps=inversion_steps, sampling_steps=sampling_steps,
+                renormalise=False, mix=1.0)
+    prior, rand = replace(b, strategy="prior"), replace(b, strategy="random")
+
+    def fwd(t):
+        return Method(f"Forward Diff. t={t}", replace(b, strategy="forward", forward_t=t))
+
+    table2 = [Method(baseline_name, predict=baseline)] if baseline is not None else []
+    table2 += [Method(f"Random x{k}", replace(rand, ensemble=k)) for k in (1, 3, 5)]
+    table2 += [Method(f"Prior x{k}", replace(prior, ensemble=k)) for k in (1, 3)]
+    table3 = [Method("Random", rand)] + [fwd(t) for t in (0, 300, 600)]
+    table3 += [Method(f"LDM-P inversion {n}", replace(prior, inversion_steps=n)) for n in (50, 100, 200)]
+    variants = [Method("Prior, average + repeat (paper)", prior),
+                Method("Prior, renormalised", replace(prior, renormalise=True)),
+                Method(f"Prior, mixed (lambda={mix:g})", replace(prior, mix=mix))]
+    nfe = []
+    for s in nfe_sampling:
+        inv = min(s, inversion_steps)
+        nfe.append(Method(f"Prior {inv}+{s}", replace(prior, inversion_steps=inv, sampling_steps=s)))
+    s_min = min(nfe_sampling)
+    for inv in nfe_inversion:
+        if inv != min(s_min, inversion_steps):
+            nfe.append(Method(f"Prior {inv}+{s_min}", replace(prior, inversion_steps=inv, sampling_steps=s_min)))
+    nfe += [Method(f"Random x1 {s}", replace(rand, sampling_steps=s)) for s in nfe_sampling]
+    nfe.append(Method(f"Random x5 {sampling_steps}", replace(rand, ensemble=5)))
+    return {"table2": table2, "table3": table3, "variants": variants, "nfe": nfe}
+
+
 @dataclass
 class MethodScores:
-    """Per-frame scores of one method."""
+    """Per-frame scores of one method; `groups` holds each frame's fold (None: no folds)."""
 
     name: str
     nfe: int
@@ -44,45 +127,127 @@ class MethodScores:
     noise_ssim: list[float] = field(default_factory=list)
     noise_kld: list[float] = field(default_factory=list)
     seconds_per_tile: list[float] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+
+    def units(self, key: str) -> np.ndarray:
+        """The values the mean and SD are taken over: per-fold means, or per-frame values."""
+        v = np.asarray(getattr(self, key), float)
+        if not self.groups or len(set(self.groups)) < 2:
+            return v
+        g = np.asarray(self.groups)
+        return np.array([np.nanmean(v[g == u]) if np.isfinite(v[g == u]).any() else np.nan for u in sorted(set(g))])
+
+    @property
+    def unit_name(self) -> str:
+        return "folds" if self.groups and len(set(self.groups)) > 1 else "frames"
 
     def row(self) -> dict:
         def ms(v):
-            v = np.asarray(v, float)
             v = v[np.isfinite(v)]
             if v.size == 0:
                 return float("nan"), float("nan")
             return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
-        out = {"method": self.name, "nfe": self.nfe, "frames": len(self.miou)}
-        for key in ("miou", "f1", "noise_ssim", "noise_kld", "seconds_per_tile"):
-            out[key], out[key + "_sd"] = ms(getattr(self, key))
+        out = {"method": self.name, "nfe": self.nfe, "frames": len(self.miou), "units": self.unit_name,
+               "n_units": len(self.units("miou"))}
+        for key in SCORE_KEYS:
+            out[key], out[key + "_sd"] = ms(self.units(key))
         return out
+
+    def extend(self, other: "MethodScores") -> None:
+        for key in (*SCORE_KEYS, "groups"):
+            getattr(self, key).extend(getattr(other, key))
+
+
+def _score_frames(bundle, method: Method, images, masks, n_classes: int, groups: Sequence[int] | None,
+                  on_frame: Callable[[str, int, int], None] | None) -> MethodScores:
+    import time
+
+    ms = MethodScores(method.name, method.nfe)
+    for i, (img, mask) in enumerate(zip(images, masks)):
+        if method.config is not None:
+            r = segment(img, bundle, method.config)
+            labels, ssim, kld, spt = r.labels, r.noise_ssim, r.noise_kld, r.segment_seconds_per_tile
+        else:
+            t0 = time.perf_counter()
+            labels = method.predict(img)
+            tile = bundle.card.tile_size if bundle is not None else 256
+            n_tiles = max(1, -(-img.shape[0] // tile) * -(-img.shape[1] // tile))
+            ssim, kld, spt = float("nan"), float("nan"), (time.perf_counter() - t0) / n_tiles
+        s = segmentation_scores(labels, np.asarray(mask), n_classes)
+        ms.miou.append(s["miou"])
+        ms.f1.append(s["f1"])
+        ms.noise_ssim.append(ssim)
+        ms.noise_kld.append(kld)
+        ms.seconds_per_tile.append(spt)
+        if groups is not None:
+            ms.groups.append(int(groups[i]))
+        if on_frame is not None:
+            on_frame(method.name, i, len(images))
+    return ms
 
 
 def evaluate(
-    bundle: Bundle,
+    bundle: Bundle | None,
     images: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
-    methods: dict[str, SegmentConfig],
+    methods: dict[str, SegmentConfig] | Sequence[Method],
     *,
+    groups: Sequence[int] | None = None,
+    n_classes: int | None = None,
     on_frame: Callable[[str, int, int], None] | None = None,
 ) -> list[MethodScores]:
-    """Run every method on every (image, mask) frame; per-frame mIoU/F1 (absent classes ignored)."""
+    """Run every method on every (image, mask) frame; per-frame mIoU/F1 (absent classes ignored).
+
+    methods: `Method`s, or a {name: SegmentConfig} dict. Methods with the same setting (e.g.
+    "Random x1" of Table 2 and "Random" of Table 3) are run once and share their scores.
+    groups: each frame's fold (see `MethodScores.units`); None: statistics over frames.
+    """
+    if isinstance(methods, dict):
+        methods = [Method(k, v) for k, v in methods.items()]
+    if n_classes is None:
+        if bundle is None:
+            raise ConfigError("give n_classes when no bundle is given")
+        n_classes = bundle.n_classes
+    done: dict = {}
     results = []
-    for name, cfg in methods.items():
-        ms = MethodScores(name, cfg.nfe_per_tile())
-        for i, (img, mask) in enumerate(zip(images, masks)):
-            r = segment(img, bundle, cfg)
-            s = segmentation_scores(r.labels, np.asarray(mask), bundle.n_classes)
-            ms.miou.append(s["miou"])
-            ms.f1.append(s["f1"])
-            ms.noise_ssim.append(r.noise_ssim)
-            ms.noise_kld.append(r.noise_kld)
-            ms.seconds_per_tile.append(r.segment_seconds_per_tile)
-            if on_frame is not None:
-                on_frame(name, i, len(images))
-        results.append(ms)
+    for m in methods:
+        if m.key not in done:
+            done[m.key] = _score_frames(bundle, m, images, masks, n_classes, groups, on_frame)
+        results.append(replace(done[m.key], name=m.name))
     return results
+
+
+def merge_folds(per_fold: Sequence[Sequence[MethodScores]]) -> list[MethodScores]:
+    """Concatenate the per-fold scores of the same methods (same order in every fold)."""
+    merged = [MethodScores(s.name, s.nfe) for s in per_fold[0]]
+    for fold in per_fold:
+        for acc, s in zip(merged, fold):
+            if acc.name != s.name:
+                raise ConfigError(f"folds list different methods: {acc.name!r} vs {s.name!r}")
+            acc.extend(s)
+    return merged
+
+
+def p_values(scores: Sequence[MethodScores], reference: str = "Prior x1", key: str = "miou") -> dict[str, float]:
+    """Independent-samples t-test (scipy, two-sided, equal variances as in Student's test)
+    of each method's per-unit `key` against the reference method's; NaN for the reference
+    itself and where a side has fewer than two finite values."""
+    from scipy.stats import ttest_ind
+
+    ref = next((s for s in scores if s.name == reference), None)
+    out = {}
+    for s in scores:
+        if ref is None or s is ref or s.name == reference:
+            out[s.name] = float("nan")
+            continue
+        a, b = ref.units(key), s.units(key)
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        if a.size < 2 or b.size < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+            out[s.name] = float("nan")
+        else:
+            out[s.name] = float(ttest_ind(a, b).pvalue)
+    return out
 
 
 def _fmt(mean: float, sd: float, digits: int = 3) -> str:
@@ -91,26 +256,101 @@ def _fmt(mean: float, sd: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ({sd:.{digits}f})"
 
 
-def markdown_table(scores: Sequence[MethodScores], title: str | None = None) -> str:
-    """The paper's format: mean (SD) over frames, plus NFE and seconds per tile."""
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "-"
+    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+def markdown_table(scores: Sequence[MethodScores], title: str | None = None, reference: str | None = "Prior x1"
+                   ) -> str:
+    """The paper's format: mean (SD) over folds or frames, NFE, seconds per tile, and the
+    t-test p-value of mIoU against `reference` when that method is in the table."""
+    with_p = reference is not None and any(s.name == reference for s in scores)
+    pv = p_values(scores, reference) if with_p else {}
+    head = "| Method | NFE / tile | mIoU | F1 | noise SSIM | noise KLD | s / tile |"
+    rule = "|---|---:|---|---|---|---|---:|"
+    if with_p:
+        head += f" p (mIoU vs {reference}) |"
+        rule += "---:|"
     lines = [f"**{title}**", ""] if title else []
-    lines += ["| Method | NFE / tile | mIoU | F1 | noise SSIM | noise KLD | s / tile |",
-              "|---|---:|---|---|---|---|---:|"]
+    lines += [head, rule]
     for s in scores:
         r = s.row()
-        lines.append(
-            f"| {r['method']} | {r['nfe']} | {_fmt(r['miou'], r['miou_sd'])} | {_fmt(r['f1'], r['f1_sd'])} | "
-            f"{_fmt(r['noise_ssim'], r['noise_ssim_sd'])} | {_fmt(r['noise_kld'], r['noise_kld_sd'])} | "
-            f"{r['seconds_per_tile']:.2f} |"
-        )
+        line = (f"| {r['method']} | {r['nfe']} | {_fmt(r['miou'], r['miou_sd'])} | {_fmt(r['f1'], r['f1_sd'])} | "
+                f"{_fmt(r['noise_ssim'], r['noise_ssim_sd'])} | {_fmt(r['noise_kld'], r['noise_kld_sd'])} | "
+                f"{r['seconds_per_tile']:.3f} |")
+        if with_p:
+            line += f" {_fmt_p(pv[s.name])} |"
+        lines.append(line)
+    units = {s.unit_name for s in scores}
+    lines += ["", f"mean (SD) over {', '.join(sorted(units))}."]
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: str | Path, scores: Sequence[MethodScores], extra: dict | None = None) -> Path:
-    rows = [{**(extra or {}), **s.row()} for s in scores]
+def csv_text(scores: Sequence[MethodScores], extra: dict | None = None, reference: str = "Prior x1") -> str:
+    pm, pf = p_values(scores, reference, "miou"), p_values(scores, reference, "f1")
+    rows = [{**(extra or {}), **s.row(), "p_miou": pm[s.name], "p_f1": pf[s.name]} for s in scores]
     buf = _io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    text = buf.getvalue()
+    return buf.getvalue()
+
+
+def write_csv(path: str | Path, scores: Sequence[MethodScores], extra: dict | None = None) -> Path:
+    text = csv_text(scores, extra)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def fold_groups(n_frames: int, folds: int, seed: int = 0) -> np.ndarray:
+    """Each frame's test fold under `data.kfold_split` (all zeros for folds = 1)."""
+    from .data import kfold_split
+
+    groups = np.zeros(n_frames, np.int64)
+    if folds > 1:
+        for f, (_, test) in enumerate(kfold_split(n_frames, folds, seed)):
+            groups[test] = f
+    return groups
+
+
+FoldModels = tuple[Bundle, Callable[[np.ndarray], np.ndarray] | None]
+
+
+def cross_validate(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    methods_for: Callable[[Callable | None], Sequence[Method]],
+    *,
+    folds: int,
+    seed: int = 0,
+    bundle: Bundle | None = None,
+    baseline: Callable[[np.ndarray], np.ndarray] | None = None,
+    train_fold: Callable[[list, list, int], FoldModels] | None = None,
+    on_frame: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[MethodScores]:
+    """Score the methods over k folds split by frame (never by tile).
+
+    With `train_fold(train_images, train_masks, fold) -> (bundle, baseline or None)`, each
+    fold's models are trained on the other folds' frames and scored on its own (the paper's
+    protocol); otherwise the given `bundle` (and `baseline`) score every frame and the
+    folds only group the frames for the mean (SD). `methods_for(baseline)` builds the rows.
+    """
+    groups = fold_groups(len(images), folds, seed)
+    if train_fold is None:
+        if bundle is None:
+            raise ConfigError("give a bundle, or train_fold to train one per fold")
+        return evaluate(bundle, images, masks, list(methods_for(baseline)), groups=groups if folds > 1 else None,
+                        on_frame=on_frame)
+    if folds < 2:
+        raise ConfigError("training per fold needs at least 2 folds")
+    per_fold = []
+    for f in range(folds):
+        test = np.flatnonzero(groups == f)
+        train = np.flatnonzero(groups != f)
+        log(f"fold {f + 1}/{folds}: training on {len(train)} frames, testing on {len(test)}")
+        fb, fbase = train_fold([images[i] for i in train], [masks[i] for i in train], f)
+        per_fold.append(evaluate(fb, [images[i] for i in test], [masks[i] for i in test], list(methods_for(fbase)),
+                                 groups=[f] * len(test), on_frame=on_frame))
+    return merge_folds(per_fold)

@@ -1,0 +1,83 @@
+"""`pgdiffseg evaluate`: tables in the paper's format from one command, on tiny models."""
+
+import csv
+import re
+
+import pytest
+
+from napari_pgdiffseg.cli import main
+
+MEAN_SD = r"\d\.\d{3} \(\d\.\d{3}\)"
+FAST = ["--synthetic", "4", "--synthetic-size", "48", "--inversion-steps", "5", "--sampling-steps", "5",
+        "--device", "cpu", "--quiet"]
+
+
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_evaluate_two_folds_two_methods(tiny_bundle_dir, tmp_path):
+    out = tmp_path / "ev"
+    code = main(["evaluate", *FAST, "--bundle", str(tiny_bundle_dir), "--folds", "2", "--tables", "table2",
+                 "--methods", "Prior x1", "Random x1", "--out", str(out)])
+    assert code == 0
+    md = (out / "tables.md").read_text()
+    rows = re.findall(rf"^\| (Prior x1|Random x1) \| (\d+) \| {MEAN_SD} \| {MEAN_SD} \|.*$", md, re.M)
+    assert sorted(rows) == [("Prior x1", "10"), ("Random x1", "5")]
+    assert "mean (SD) over folds." in md and "p (mIoU vs Prior x1)" in md
+    [path] = out.glob("*_table2.csv")
+    data = _csv(path)
+    assert [(r["method"], r["nfe"], r["units"], r["n_units"], r["frames"]) for r in data] == [
+        ("Random x1", "5", "folds", "2", "4"), ("Prior x1", "10", "folds", "2", "4")]
+    assert all(0 <= float(r["miou"]) <= 1 for r in data)
+
+
+def test_evaluate_nfe_curve_and_variants(tiny_bundle_dir, tmp_path):
+    out = tmp_path / "ev"
+    code = main(["evaluate", *FAST, "--bundle", str(tiny_bundle_dir), "--tables", "nfe", "variants",
+                 "--nfe-sampling", "5", "2", "--nfe-inversion", "5", "2", "--out", str(out)])
+    assert code == 0
+    nfe = {r["method"]: int(r["nfe"]) for r in _csv(next(out.glob("*_nfe.csv")))}
+    assert nfe == {"Prior 5+5": 10, "Prior 2+2": 4, "Prior 5+2": 7, "Random x1 5": 5, "Random x1 2": 2,
+                   "Random x5 5": 25}
+    variants = [r["method"] for r in _csv(next(out.glob("*_variants.csv")))]
+    assert variants == ["Prior, average + repeat (paper)", "Prior, renormalised", "Prior, mixed (lambda=0.5)"]
+    png = (out / "nfe_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "mean (SD) over frames." in (out / "tables.md").read_text()
+
+
+def test_two_bundles_give_the_parameterisation_table(tiny_bundle_dir, tmp_path):
+    from napari_pgdiffseg import create_bundle, save_bundle
+
+    x0 = save_bundle(create_bundle("tiny", seed=1, prediction_type="sample"), tmp_path / "x0")
+    out = tmp_path / "ev"
+    code = main(["evaluate", *FAST, "--bundle", str(tiny_bundle_dir), str(x0), "--tables", "table2",
+                 "--methods", "Prior x1", "Random x1", "--out", str(out)])
+    assert code == 0
+    md = (out / "tables.md").read_text()
+    assert "LDM-S predicts sample" in md and "LDM-S predicts epsilon" in md
+    side = md[md.index("parameterisation"):]
+    assert len(re.findall(r"^\| .*: (Prior|Random) x1 \|", side, re.M)) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tables", "table9"], "unknown table(s) table9"),
+    (["--train-folds"], "--train-folds needs --folds 2 or more"),
+])
+def test_evaluate_errors_are_one_line(tiny_bundle_dir, tmp_path, capsys, args, message):
+    code = main(["evaluate", *FAST, "--bundle", str(tiny_bundle_dir), *args, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_needs_labelled_data(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    tifffile.imwrite(d / "a.tif", np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32))  # no mask
+    code = main(["evaluate", "--data", str(d), "--out", str(tmp_path / "o")])
+    assert code == 2 and "no image/mask pairs" in capsys.readouterr().err
