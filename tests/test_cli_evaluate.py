@@ -81,3 +81,31 @@ def test_evaluate_needs_labelled_data(tmp_path, capsys):
     tifffile.imwrite(d / "a.tif", np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32))  # no mask
     code = main(["evaluate", "--data", str(d), "--out", str(tmp_path / "o")])
     assert code == 2 and "no image/mask pairs" in capsys.readouterr().err
+
+
+def test_train_baseline_then_evaluate_it_in_table2(tiny_bundle_dir, tmp_path):
+    base = tmp_path / "unet"
+    code = main(["train-baseline", "--synthetic", "2", "--synthetic-seed", "3", "--steps", "2", "--batch", "2",
+                 "--crop", "64", "--device", "cpu", "--out", str(base)])
+    assert code == 0 and (base / "unet_baseline.safetensors").is_file()
+    out = tmp_path / "ev"
+    code = main(["evaluate", *FAST, "--bundle", str(tiny_bundle_dir), "--baseline", str(base), "--tables", "table2",
+                 "--methods", "U-Net (ResNet-18)", "Prior x1", "--out", str(out)])
+    assert code == 0
+    rows = {r["method"]: r for r in _csv(next(out.glob("*_table2.csv")))}
+    assert rows["U-Net (ResNet-18)"]["nfe"] == "1" and rows["U-Net (ResNet-18)"]["noise_kld"] == "nan"
+    assert 0 <= float(rows["U-Net (ResNet-18)"]["miou"]) <= 1
+
+
+def test_train_folds_trains_a_bundle_and_baseline_per_fold(tmp_path):
+    out = tmp_path / "cv"
+    code = main(["evaluate", *FAST, "--folds", "2", "--train-folds", "--preset", "tiny", "--tile-size", "64",
+                 "--steps-autoencoder", "2", "--steps-ldm-p", "2", "--steps-ldm-s", "2", "--baseline-steps", "2",
+                 "--tables", "table2", "--methods", "U-Net (ResNet-18)", "Prior x1", "--out", str(out)])
+    assert code == 0
+    for f in (0, 1):
+        assert (out / f"fold{f}" / "bundle" / "pgdiffseg.json").is_file()
+        assert (out / f"fold{f}" / "unet_baseline" / "unet_baseline.json").is_file()
+    data = _csv(next(out.glob("*_table2.csv")))
+    assert [(r["method"], r["units"], r["n_units"]) for r in data] == [
+        ("U-Net (ResNet-18)", "folds", "2"), ("Prior x1", "folds", "2")]

@@ -187,6 +187,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_baseline(args) -> int:
+    from .core.baseline import BaselineConfig, train_baseline
+    from .core.data import parse_label_map
+    from .core.synthetic import SyntheticConfig
+    from .core.training import build_training_data
+
+    cfg = BaselineConfig(backbone=args.backbone, steps=args.steps, batch_size=args.batch, lr=args.lr,
+                         seed=args.seed, crop=args.crop, device=args.device)
+    label_map = parse_label_map(args.label_map) if args.label_map else None
+    _, labelled, desc = build_training_data(
+        args.data, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
+        synthetic_config=SyntheticConfig(difficulty=args.synthetic_difficulty), label_map=label_map, seed=args.seed,
+    )
+    if labelled is None:
+        raise PGDiffSegError("the U-Net baseline needs labelled frames: give --data folders with masks or --synthetic N")
+    print(f"training data: {len(labelled)} labelled tiles")
+    train_baseline(labelled, cfg, args.out)
+    print(f"baseline written to {args.out}")
+    return 0
+
+
 def _evaluation_frames(args):
     """(images, masks, description) from --data folders and/or --synthetic frames."""
     from .core.data import find_frames, parse_label_map, read_image, read_mask
@@ -416,6 +437,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local diffusers VQModel folder (e.g. LDM vq-f4); skips the autoencoder stage")
     tr.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     tr.set_defaults(func=cmd_train)
+
+    tb = sub.add_parser("train-baseline", help="train the deterministic U-Net baseline (ResNet encoder, Dice loss)")
+    tb.add_argument("--data", nargs="*", default=[], help="folders of image/mask pairs")
+    tb.add_argument("--out", required=True, help="baseline folder to write")
+    tb.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with masks")
+    tb.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic frames")
+    tb.add_argument("--synthetic-difficulty", type=float, default=0.25, help="difficulty of the synthetic frames")
+    tb.add_argument("--label-map", default=None, help="mask value mapping: 'hela', 'cho' or '0:1,1:1,2:2,3:0'")
+    tb.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "resnet50", "resnet101"))
+    tb.add_argument("--steps", type=int, default=2000)
+    tb.add_argument("--batch", type=int, default=16)
+    tb.add_argument("--crop", type=int, default=None, help="training crop in px (multiple of 32; default: whole tiles)")
+    tb.add_argument("--lr", type=float, default=1e-3)
+    tb.add_argument("--seed", type=int, default=0)
+    tb.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    tb.set_defaults(func=cmd_train_baseline)
 
     ev = sub.add_parser("evaluate", help="score methods on labelled frames: the paper's Tables 2 and 3, mean (SD)")
     ev.add_argument("--data", nargs="*", default=[], help="folders of image/mask pairs")
