@@ -3,7 +3,7 @@
     python scripts/ship_bundle.py out/train/ldm_s_sample --scores out/eval/sample/*.csv \
         [--stage-seconds autoencoder=745 ldm_p=1394]
 
-The scores (CSV rows of scripts/evaluate_bundles.py) go into the card's provenance under
+The scores (CSV rows written by `pgdiffseg evaluate`) go into the card's provenance under
 "held_out". --stage-seconds corrects stage wall times that a resumed run could not see
 (runs before checkpoints recorded their time); each correction is marked as such.
 """

@@ -15,18 +15,11 @@ from napari_pgdiffseg.core.evaluation import (
     markdown_table,
     method_tables,
     p_values,
-    paper_methods,
     write_csv,
 )
 from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_dataset
 
 MEAN_SD = r"\d\.\d{3} \(\d\.\d{3}\)"
-
-
-def test_paper_methods_nfe():
-    m = paper_methods(100, 200)
-    assert {k: v.nfe_per_tile() for k, v in m.items()} == {
-        "Prior x1": 300, "Random x1": 200, "Random x5": 1000, "Forward t=300": 200}
 
 
 def test_method_tables_rows_and_nfe():
@@ -52,8 +45,8 @@ def test_method_needs_exactly_one_way_to_predict():
 
 def test_evaluate_runs_methods_and_formats_mean_sd(tiny_bundle, fast_config, tmp_path):
     imgs, masks = make_dataset(2, 11, SyntheticConfig(shape=(64, 64)))
-    methods = paper_methods(5, 5, base=fast_config)
-    methods = {k: methods[k] for k in ("Prior x1", "Random x5")}
+    rows = {m.name: m.config for m in method_tables(5, 5, base=fast_config)["table2"]}
+    methods = {k: rows[k] for k in ("Prior x1", "Random x5")}
     scores = evaluate(tiny_bundle, imgs, masks, methods)
     assert [s.name for s in scores] == ["Prior x1", "Random x5"]
     assert [s.nfe for s in scores] == [10, 25]

@@ -53,18 +53,6 @@ class Method:
         return ("predict", id(self.predict)) if self.config is None else ("config", self.config)
 
 
-def paper_methods(inversion_steps: int = PAPER_INVERSION_STEPS, sampling_steps: int = PAPER_SAMPLING_STEPS,
-                  base: SegmentConfig | None = None) -> dict[str, SegmentConfig]:
-    """The four starting-noise methods of the held-out bundle table at the given step counts."""
-    b = replace(base or SegmentConfig(), inversion_steps=inversion_steps, sampling_steps=sampling_steps)
-    return {
-        "Prior x1": replace(b, strategy="prior", ensemble=1),
-        "Random x1": replace(b, strategy="random", ensemble=1),
-        "Random x5": replace(b, strategy="random", ensemble=5),
-        "Forward t=300": replace(b, strategy="forward", forward_t=300, ensemble=1),
-    }
-
-
 def method_tables(
     inversion_steps: int = PAPER_INVERSION_STEPS,
     sampling_steps: int = PAPER_SAMPLING_STEPS,
