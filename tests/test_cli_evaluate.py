@@ -65,6 +65,8 @@ def test_two_bundles_give_the_parameterisation_table(tiny_bundle_dir, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--tables", "table9"], "unknown table(s) table9"),
     (["--train-folds"], "--train-folds needs --folds 2 or more"),
+    (["--methods", "Prior x7"], "no row named 'Prior x7' in the tables table2, table3"),
+    (["--methods", "U-Net (ResNet-18)"], "the U-Net row needs --baseline"),
 ])
 def test_evaluate_errors_are_one_line(tiny_bundle_dir, tmp_path, capsys, args, message):
     code = main(["evaluate", *FAST, "--bundle", str(tiny_bundle_dir), *args, "--out", str(tmp_path / "o")])

@@ -299,13 +299,22 @@ def cmd_evaluate(args) -> int:
 
         baseline = _baseline_predict(load_baseline(args.baseline), args)
 
-    def methods_for(predict):
+    def all_rows(predict):
         rows = method_tables(args.inversion_steps, args.sampling_steps, base, baseline=predict,
                              nfe_sampling=args.nfe_sampling, nfe_inversion=args.nfe_inversion, mix=args.mix)
-        chosen = []
-        for t in tables:
-            chosen += [(t, m) for m in rows[t] if not args.methods or m.name in args.methods]
-        return chosen
+        return [(t, m) for t in tables for m in rows[t]]
+
+    def methods_for(predict):
+        return [(t, m) for t, m in all_rows(predict) if not args.methods or m.name in args.methods]
+
+    if args.methods:
+        has_baseline = bool(args.baseline or (args.train_folds and args.baseline_steps))
+        known = list(dict.fromkeys(m.name for _, m in all_rows((lambda image: image) if has_baseline else None)))
+        unknown = [m for m in args.methods if m not in known]
+        if unknown:
+            hint = "" if has_baseline else " (the U-Net row needs --baseline, or --train-folds with --baseline-steps)"
+            raise PGDiffSegError(f"no row named {', '.join(map(repr, unknown))} in the tables {', '.join(tables)}{hint}; "
+                                 f"rows: {', '.join(known)}")
 
     if args.train_folds:
         runs = [(f"trained per fold ({args.preset}, LDM-S predicts {args.prediction_type})", None)]
