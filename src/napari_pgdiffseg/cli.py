@@ -394,6 +394,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", Path(text).name if "/" in text else text).strip("_")[:60] or "run"
 
 
+def _add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficulty: float, data_help: str) -> None:
+    """--data folders, --label-map and --synthetic frames: shared by train, train-baseline, evaluate."""
+    p.add_argument("--data", nargs="*", default=[], help=data_help)
+    p.add_argument("--label-map", default=None, help="mask value mapping: 'hela', 'cho' or '0:1,1:1,2:2,3:0'")
+    p.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with masks")
+    p.add_argument("--synthetic-seed", type=int, default=synthetic_seed, help="seed of the synthetic frames")
+    p.add_argument("--synthetic-difficulty", type=float, default=difficulty, help="difficulty of the synthetic frames (0..1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgdiffseg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -418,16 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     tr = sub.add_parser("train", help="train a bundle: autoencoder, LDM-P, LDM-S (each resumable)")
-    tr.add_argument("--data", nargs="*", default=[], help="folders of images (and masks: images/ + masks/ or NAME_mask.tif)")
+    _add_data_args(tr, synthetic_seed=0, difficulty=0.25,
+                   data_help="folders of images (and masks: images/ + masks/ or NAME_mask.tif)")
     tr.add_argument("--out", required=True, help="bundle folder to write (checkpoints go to OUT.ckpt)")
     tr.add_argument("--preset", default="small", choices=("tiny", "small", "paper"), help="network sizes")
     tr.add_argument("--stages", default="autoencoder,ldm_p,ldm_s", help="comma-separated stages to train")
     tr.add_argument("--prediction-type", default="epsilon", choices=("epsilon", "sample"),
                     help="LDM-S target: epsilon (paper eq. 6) or sample (x0)")
-    tr.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with masks")
-    tr.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic frames")
-    tr.add_argument("--synthetic-difficulty", type=float, default=0.25, help="difficulty of the synthetic frames")
-    tr.add_argument("--label-map", default=None, help="mask value mapping: 'hela', 'cho' or '0:1,1:1,2:2,3:0'")
     tr.add_argument("--steps-autoencoder", type=int, default=600)
     tr.add_argument("--steps-ldm-p", type=int, default=1000)
     tr.add_argument("--steps-ldm-s", type=int, default=1000)
@@ -448,12 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     tb = sub.add_parser("train-baseline", help="train the deterministic U-Net baseline (ResNet encoder, Dice loss)")
-    tb.add_argument("--data", nargs="*", default=[], help="folders of image/mask pairs")
+    _add_data_args(tb, synthetic_seed=0, difficulty=0.25, data_help="folders of image/mask pairs")
     tb.add_argument("--out", required=True, help="baseline folder to write")
-    tb.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with masks")
-    tb.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic frames")
-    tb.add_argument("--synthetic-difficulty", type=float, default=0.25, help="difficulty of the synthetic frames")
-    tb.add_argument("--label-map", default=None, help="mask value mapping: 'hela', 'cho' or '0:1,1:1,2:2,3:0'")
     tb.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "resnet50", "resnet101"))
     tb.add_argument("--steps", type=int, default=2000)
     tb.add_argument("--batch", type=int, default=16)
@@ -464,11 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     tb.set_defaults(func=cmd_train_baseline)
 
     ev = sub.add_parser("evaluate", help="score methods on labelled frames: the paper's Tables 2 and 3, mean (SD)")
-    ev.add_argument("--data", nargs="*", default=[], help="folders of image/mask pairs")
-    ev.add_argument("--label-map", default=None, help="mask value mapping: 'hela', 'cho' or '0:1,1:1,2:2,3:0'")
-    ev.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with truth")
-    ev.add_argument("--synthetic-seed", type=int, default=9001, help="seed of the synthetic frames (training used 1)")
-    ev.add_argument("--synthetic-difficulty", type=float, default=0.5, help="difficulty of the synthetic frames (0..1)")
+    # Seed 9001: disjoint from the seed-1 frames the shipped bundle was trained on.
+    _add_data_args(ev, synthetic_seed=9001, difficulty=0.5, data_help="folders of image/mask pairs")
     ev.add_argument("--synthetic-size", type=int, default=256, help="side of the synthetic frames in px")
     ev.add_argument("--bundle", nargs="*", default=None, help="bundle folder(s) (default: the shipped model)")
     ev.add_argument("--baseline", default=None, help="a trained U-Net baseline folder (pgdiffseg train-baseline)")
