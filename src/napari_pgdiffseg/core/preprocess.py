@@ -125,7 +125,10 @@ def normalize(frame: np.ndarray, norm: Normalization) -> np.ndarray:
             lo, hi = float(frame.min()), float(frame.max())
     else:
         lo, hi = norm.in_range
-    out = (frame - np.float32(lo)) * np.float32(2.0 / (hi - lo)) - np.float32(1.0)
+    # Scale, then shift, with the constants in float64: (frame - lo) overflows float32 for
+    # frames spanning more than half of its range (found by the hypothesis tests).
+    scale = 2.0 / (float(hi) - float(lo))
+    out = frame * np.float32(scale) - np.float32(float(lo) * scale + 1.0)
     if norm.clip:
         np.clip(out, -1.0, 1.0, out=out)
     return out.astype(np.float32, copy=False)
