@@ -43,7 +43,9 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
     """Segment one file (a frame or a stack of planes), write its labels, return its CSV row."""
     image = read_image(path)
     planes, was_stack = as_planes(image, name=Path(path).name)
-    results = segment_stack(planes, bundle, config, progress=progress, cancel=cancel)
+    # Hand segment_stack the frame itself when it is 2D: re-reading a (1, h, 3) plane stack
+    # would take it for an RGB image.
+    results = segment_stack(planes if was_stack else image, bundle, config, progress=progress, cancel=cancel)
     labels = np.stack([r.labels for r in results]) if was_stack else results[0].labels
     out = output_path(out_dir, path)
     write_tiff(out, labels, metadata={"axes": "ZYX" if was_stack else "YX"})

@@ -81,8 +81,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read one image file as a numpy array of its stored dtype.
 
     TIFF is read with tifffile, PNG/JPEG with imageio.v3 (a palette PNG gives its palette
-    indices, as label masks are often saved). Singleton dimensions are squeezed, so a
-    (1, h, w) TIFF gives (h, w). An RGB/RGBA image (last axis 3 or 4) whose R, G and B
+    indices, as label masks are often saved). Singleton dimensions are squeezed down to 2D,
+    so a (1, h, w) TIFF gives (h, w) and a 1x1 image stays (1, 1). An RGB/RGBA image (last axis 3 or 4) whose R, G and B
     channels are equal (a grey image saved as RGB, like the study's original PNGs) gives
     channel 0, (..., h, w); alpha is ignored. Stacks (n, h, w) are returned as they are.
 
@@ -130,7 +130,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.size == 0:
         raise InputImageError(f"{p}: the image is empty (shape {arr.shape})")
-    arr = np.squeeze(arr)
+    # Drop singleton axes, but never below 2D: a 1x1 or 20000x1 image stays a (tiny) frame
+    # and gets the frame-size message, not a "0-D array" one.
+    while arr.ndim > 2 and 1 in arr.shape:
+        arr = np.squeeze(arr, axis=arr.shape.index(1))
     if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
         if not _same_channels(arr):
             raise InputImageError(
