@@ -82,11 +82,15 @@ def segment_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     config.validate(bundle.num_train_timesteps, bundle.card.tile_size)
     rows: list[dict] = []
+    earlier = read_rows(out_dir / CSV_NAME)
     try:
         for i, path in enumerate(paths):
             out = output_path(out_dir, path)
             if out.exists() and not overwrite:
-                row = {"file": str(path), "status": "skipped: output exists", "output": str(out)}
+                # Keep the earlier run's numbers, so a resumed batch's table still describes
+                # every file, as an uninterrupted run's does.
+                row = {**earlier.get(str(path), {}), "file": str(path), "status": "skipped: output exists",
+                       "output": str(out)}
             else:
                 try:
                     row = segment_file(path, bundle, config, out_dir, progress=progress, cancel=cancel,
@@ -101,6 +105,16 @@ def segment_files(
     finally:
         write_csv(out_dir / CSV_NAME, rows, bundle.card.class_names)
     return rows
+
+
+def read_rows(path: Path) -> dict[str, dict]:
+    """{file: row} of the successful or skipped rows of an earlier batch table (empty if none)."""
+    try:
+        with open(path, newline="") as fh:
+            return {r["file"]: r for r in csv.DictReader(fh)
+                    if r.get("file") and r.get("status", "").startswith(("ok", "skipped"))}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
 
 
 def write_csv(path: Path, rows: list[dict], class_names: Sequence[str]) -> Path:
