@@ -295,3 +295,31 @@ def test_widget_deleted_mid_run_cancels_quietly(make_napari_viewer, qtbot, tiny_
     qtbot.waitUntil(lambda: job.done, timeout=10_000)
     assert job.cancel_event.is_set() and bars._closed
     assert [ly.name for ly in viewer.layers] == ["cells"] and errors == []
+
+
+BAD_LAYERS = [
+    ("constant", lambda f: np.full_like(f, 2.0), "constant"),
+    ("inf", lambda f: np.where(f > np.median(f), np.inf, f), "NaN/inf"),
+    ("complex", lambda f: f.astype(np.complex64) * 1j, "complex"),
+    ("tiny 8x8", lambda f: f[:8, :8].copy(), "at least 16x16"),
+    ("int64 extremes", lambda f: np.where(f > np.median(f), np.iinfo(np.int64).max, np.iinfo(np.int64).min), None),
+]
+
+
+@pytest.mark.parametrize("name, make, message", BAD_LAYERS, ids=[b[0] for b in BAD_LAYERS])
+def test_bad_layers_give_one_notification_or_a_result(viewer_widget, qtbot, synthetic_frame, errors,
+                                                       name, make, message):
+    viewer, w = viewer_widget
+    try:
+        viewer.add_image(make(synthetic_frame[0]), name="bad")
+    except Exception:  # napari itself refuses some arrays (e.g. complex): nothing reaches us
+        pytest.skip(f"napari does not accept a {name} image layer")
+    w.image.reset_choices()
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    if message is None:
+        assert errors == [] and "bad pgdiffseg" in [ly.name for ly in viewer.layers]
+    else:
+        assert len(errors) == 1 and message in errors[0], errors
+        assert [ly.name for ly in viewer.layers] == ["bad"]
+    assert w.run_button.enabled and w.bars is None
