@@ -1,6 +1,7 @@
 """The command line drives the same core: segment folders, train, info, demo; errors are one line."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -117,9 +118,11 @@ def test_forced_write_error_leaves_no_partial_file(bundle_dir, folder, tmp_path,
 def test_train_tiny_bundle_from_synthetic_data(tmp_path, capsys):
     out = tmp_path / "trained"
     args = ["train", "--synthetic", "4", "--preset", "tiny", "--out", str(out), "--steps-autoencoder", "4",
-            "--steps-ldm-p", "3", "--steps-ldm-s", "3", "--crop-ldm", "64", "--batch-ldm", "2", "--device", "cpu"]
+            "--steps-ldm-p", "3", "--steps-ldm-s", "3", "--crop-ldm", "64", "--batch-ldm", "2", "--device", "cpu",
+            "--gradient-accumulation-steps", "2"]
     assert main(args) == 0
-    assert (out / "pgdiffseg.json").is_file()
+    card = json.loads((out / "pgdiffseg.json").read_text())
+    assert card["provenance"]["training_runs"][-1]["config"]["gradient_accumulation_steps"] == 2
     assert main(["info", "--bundle", str(out)]) == 0
     assert '"training_runs"' in capsys.readouterr().out
     assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "x"), "--stages", "ldm_q"]) == 2

@@ -168,6 +168,7 @@ def cmd_train(args) -> int:
         seed=args.seed,
         device=args.device,
         mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
         checkpoint_every=args.checkpoint_every,
     )
     label_map = parse_label_map(args.label_map) if args.label_map else None
@@ -445,7 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr-ldm", type=float, default=2e-4)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    tr.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
+    tr.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"),
+                    help="accelerate's mixed precision (bf16 also works on CPUs that support it)")
+    tr.add_argument("--gradient-accumulation-steps", type=int, default=1,
+                    help="accumulate gradients over N batches per optimiser step (accelerate)")
     tr.add_argument("--checkpoint-every", type=int, default=200)
     tr.add_argument("--start-from", default=None, help="bundle whose networks start the training")
     tr.add_argument("--pretrained-autoencoder", default=None,

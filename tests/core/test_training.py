@@ -131,3 +131,21 @@ def test_resumed_stage_reports_total_wall_time(data, tmp_path):
     _, r2 = train_bundle(_cfg(ae=4), unl, lab, tmp_path / "b", stages=("autoencoder",), log=lambda m: None)
     # The resumed run trains nothing, yet reports the first run's wall time, not ~0.
     assert r2[0].steps == 4 and r2[0].seconds == pytest.approx(r1[0].seconds, rel=0.5)
+
+
+@pytest.mark.parametrize("accumulate, p_steps, changed", [(1, 1, True), (2, 1, False), (2, 2, True)])
+def test_gradient_accumulation_steps_the_optimiser_every_n_batches(data, tmp_path, accumulate, p_steps, changed):
+    from dataclasses import replace
+
+    from napari_pgdiffseg.core.bundle import create_bundle
+
+    start = create_bundle("tiny", seed=0)
+    before = {k: v.clone() for k, v in start.ldm_p.state_dict().items()}
+    cfg = replace(_cfg(p=p_steps), gradient_accumulation_steps=accumulate)
+    trained, _ = train_bundle(cfg, data[0], data[1], tmp_path / "b", stages=("ldm_p",), start_from=start,
+                              log=lambda s: None)
+    after = trained.ldm_p.state_dict()
+    moved = any(not torch.equal(before[k], after[k]) for k in before)
+    assert moved is changed  # accelerate only steps the optimiser after `accumulate` batches
+    card = json.loads((tmp_path / "b" / "pgdiffseg.json").read_text())
+    assert card["provenance"]["training_runs"][-1]["config"]["gradient_accumulation_steps"] == accumulate
