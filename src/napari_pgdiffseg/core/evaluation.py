@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -149,8 +150,6 @@ class MethodScores:
 
 def _score_frames(bundle, method: Method, images, masks, n_classes: int, groups: Sequence[int] | None,
                   on_frame: Callable[[str, int, int], None] | None) -> MethodScores:
-    import time
-
     ms = MethodScores(method.name, method.nfe)
     for i, (img, mask) in enumerate(zip(images, masks)):
         if method.config is not None:
