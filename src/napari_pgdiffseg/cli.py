@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .core.errors import PGDiffSegError, SegmentationCancelled
-from .core.pipeline import SETTINGS_HELP, SegmentConfig
+from .core.pipeline import BATCH_INVARIANT_CHOICES, SETTINGS_HELP, SegmentConfig
 
 DEMO_SEED = 20261125
 
@@ -26,7 +26,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=SETTINGS_HELP[f.name])
         else:
-            kw = {"choices": ("prior", "random", "forward")} if f.name == "strategy" else {}
+            choices = {"strategy": ("prior", "random", "forward"), "batch_invariant": BATCH_INVARIANT_CHOICES}
+            kw = {"choices": choices[f.name]} if f.name in choices else {}
             p.add_argument(flag, type=type(default), default=default, help=f"{SETTINGS_HELP[f.name]} (default: {default})", **kw)
 
 
@@ -63,8 +64,8 @@ def cmd_segment(args) -> int:
 
     config = _config_from_args(args)
     files = _expand_inputs(args.inputs, args.glob)
-    bundle = _load(args.bundle)
-    config.validate(bundle.num_train_timesteps, bundle.card.tile_size)
+    # With a Dask scheduler the workers load the bundle (once each); here only its card is read.
+    bundle = _load(args.bundle) if args.scheduler is None else args.bundle
     bar = tqdm(total=len(files), unit="file", disable=args.quiet)
     tile_bar = tqdm(unit="eval", leave=False, disable=args.quiet)
 
@@ -80,7 +81,8 @@ def cmd_segment(args) -> int:
             tqdm.write(f"{row['file']}: {row['status']}")
 
     rows = segment_files(files, bundle, config, args.out, overwrite=args.overwrite, on_file=on_file,
-                         progress=progress, min_area=args.min_area)
+                         progress=progress, min_area=args.min_area, scheduler=args.scheduler,
+                         workers=args.workers)
     tile_bar.close()
     bar.close()
     n_err = sum(r["status"].startswith("error") for r in rows)
@@ -416,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
     seg.add_argument("--min-area", type=int, default=30, help="smallest cell counted, in pixels")
     seg.add_argument("--quiet", action="store_true", help="no progress bars")
+    seg.add_argument("--scheduler", default=None, metavar="local|ADDRESS",
+                     help="spread the files over Dask workers: 'local' starts a LocalCluster on this machine, "
+                          "an address (tcp://host:8786) uses a running cluster (default: one file after another here)")
+    seg.add_argument("--workers", type=int, default=None,
+                     help="worker processes of --scheduler local (default: one per 2 cores)")
     _add_config_args(seg)
     seg.set_defaults(func=cmd_segment)
 

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit, PushButton
+from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info
 
 from ..core.batch import CSV_NAME, segment_files
+from ..core.distributed import parse_scheduler
+from ..core.errors import ConfigError
 from ..core.pipeline import Progress, SegmentConfig
 from . import _common
 from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
@@ -40,6 +42,8 @@ class BatchRequest:
     config: SegmentConfig
     overwrite: bool = False
     min_area: int = 30
+    scheduler: str | None = None  # None: here; 'local' or an address: Dask (core.distributed)
+    workers: int | None = None
 
 
 class BatchRunner:
@@ -51,7 +55,8 @@ class BatchRunner:
 
     def __call__(self, report: Callable[[tuple], None], cancel: threading.Event) -> list[dict]:
         req = self.request
-        bundle = self.load_bundle(req.bundle_dir)
+        # With Dask the workers load the bundle, once each; this process only reads its card.
+        bundle = self.load_bundle(req.bundle_dir) if req.scheduler is None else req.bundle_dir
         send = Throttle(report)
         state = {"file": 0}
 
@@ -64,7 +69,8 @@ class BatchRunner:
                  force=p.evals_done in (0, p.evals_total))
 
         return segment_files(list(req.paths), bundle, req.config, req.out_dir, overwrite=req.overwrite,
-                             on_file=on_file, progress=progress, cancel=cancel, min_area=req.min_area)
+                             on_file=on_file, progress=progress, cancel=cancel, min_area=req.min_area,
+                             scheduler=req.scheduler, workers=req.workers)
 
 
 def rows_text(rows: list[dict]) -> str:
@@ -90,6 +96,8 @@ class BatchWidget(JobControls, Container):
         self.pattern = LineEdit(label="files", tooltip=tooltip("pattern"))
         self.output_dir = FileEdit(label="output folder", mode="d", tooltip=tooltip("output_dir"))
         self.overwrite = CheckBox(text="overwrite done files", tooltip=tooltip("overwrite"))
+        self.scheduler = LineEdit(label="Dask scheduler", tooltip=tooltip("scheduler"))
+        self.workers = SpinBox(label="Dask workers", min=0, max=256, tooltip=tooltip("workers"))
         self.settings = SettingsWidget("batch")
         self.run_button = PushButton(text="Run", tooltip=tooltip("run"))
         self.cancel_button = PushButton(text="Cancel", tooltip=tooltip("cancel"), enabled=False)
@@ -97,19 +105,20 @@ class BatchWidget(JobControls, Container):
         buttons = Container(widgets=[self.run_button, self.cancel_button, self.defaults_button],
                             layout="horizontal", labels=False, label="")
         self.status = _common.text_label(label="")
-        self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.settings, buttons,
-                     self.status])
+        self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.scheduler, self.workers,
+                     self.settings, buttons, self.status])
         self.persist = PersistedFields(
             SettingsStore("batch_files"),
             {"input_dir": self.input_dir, "pattern": self.pattern, "output_dir": self.output_dir,
-             "overwrite": self.overwrite},
-            {"input_dir": "", "pattern": DEFAULT_PATTERN, "output_dir": "", "overwrite": False},
+             "overwrite": self.overwrite, "scheduler": self.scheduler, "workers": self.workers},
+            {"input_dir": "", "pattern": DEFAULT_PATTERN, "output_dir": "", "overwrite": False, "scheduler": "",
+             "workers": 0},
         )
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.defaults_button.changed.connect(self.restore_defaults)
         self.settings.validity.connect(self._update_state)
-        for w in (self.input_dir, self.pattern, self.output_dir):
+        for w in (self.input_dir, self.pattern, self.output_dir, self.scheduler):
             w.changed.connect(self._update_state)
         self._update_state()
 
@@ -130,6 +139,11 @@ class BatchWidget(JobControls, Container):
             return f"input folder {inp} does not exist"
         if not self.pattern.value.strip():
             return "give a file pattern, e.g. *.tif"
+        if self.scheduler.value.strip():
+            try:
+                parse_scheduler(self.scheduler.value)
+            except ConfigError as e:
+                return str(e)
         return ""
 
     def restore_defaults(self, *_):
@@ -145,7 +159,8 @@ class BatchWidget(JobControls, Container):
             _common.show_error(f"no file in {inp} matches {self.pattern.value!r}")
             return
         req = BatchRequest(tuple(paths), self.out_dir(), self.settings.bundle_dir(), self.settings.config(),
-                           self.overwrite.value)
+                           self.overwrite.value, scheduler=self.scheduler.value.strip() or None,
+                           workers=self.workers.value or None)
         self.rows = []
         self._final = ""
         self._out = req.out_dir

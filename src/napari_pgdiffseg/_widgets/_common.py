@@ -55,6 +55,10 @@ TOOLTIPS: dict[str, str] = {
     "pattern": "file patterns in the input folder, separated by ';' (TIFF and PNG)",
     "output_dir": "folder for <name>_labels.tif and pgdiffseg_results.csv (default: <input>/pgdiffseg)",
     "overwrite": "segment files whose labels exist again (off: skip them, so an interrupted batch resumes)",
+    "scheduler": "empty: segment here, one file after another; 'local': a Dask LocalCluster of worker "
+    "processes on this machine; an address (tcp://host:8786): a running Dask cluster that sees the same "
+    "folders. Each worker loads the model once; per-tile progress is then not shown",
+    "workers": "worker processes of the 'local' Dask cluster (0: one per 2 cores)",
     "region": "part of the image the noise is computed on: the centred tile, or what the canvas shows "
     "(cropped to whole tiles, at most 4 x 4 tiles)",
     "strategies": "starting-noise strategies to compare (paper Fig. 3 / Table 3)",

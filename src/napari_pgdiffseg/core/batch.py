@@ -2,7 +2,9 @@
 
 Shared by the CLI and the napari batch widget. Outputs are written atomically; files whose
 output already exists are skipped unless `overwrite`, so an interrupted batch resumes. A
-bad file is recorded in its row and the batch goes on.
+bad file is recorded in its row and the batch goes on. With a Dask scheduler the files are
+spread over a cluster's workers (`core.distributed`) and the CSV is assembled here from the
+rows they return.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import numpy as np
 
 from .bundle import Bundle
 from .data import read_image
-from .errors import PGDiffSegError, SegmentationCancelled
+from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
 from .io import atomic_write, write_tiff
-from .pipeline import CancelCheck, Progress, SegmentConfig, segment_stack
+from .pipeline import CancelCheck, Progress, SegmentConfig, _cancel_fn, segment_stack
 from .preprocess import as_planes
 from .summary import summarize_planes
 
@@ -63,7 +65,7 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
 
 def segment_files(
     paths: Sequence[str | os.PathLike],
-    bundle: Bundle,
+    bundle: Bundle | str | os.PathLike | None,
     config: SegmentConfig,
     out_dir: str | os.PathLike,
     *,
@@ -72,39 +74,92 @@ def segment_files(
     progress: Callable[[int, int, Progress], None] | None = None,
     cancel: CancelCheck | None = None,
     min_area: int = 30,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> list[dict]:
-    """Segment every file; returns the rows also written to `out_dir`/pgdiffseg_results.csv.
+    """Segment every file; returns the rows (in input order) also written to `out_dir`/pgdiffseg_results.csv.
 
-    on_file(i, n, row) is called after each file. Cancelling stops before the next network
-    evaluation; the rows so far are written and `SegmentationCancelled` is re-raised.
+    bundle: a loaded `Bundle`, a bundle folder, or None for the shipped one.
+    scheduler: None segments here, one file after another. 'local' starts a Dask
+        LocalCluster of `workers` processes; an address ('tcp://host:8786') uses a running
+        cluster, whose workers must see the bundle folder, the inputs and `out_dir` at the
+        same paths. Each worker loads the bundle once and writes its files atomically
+        (`core.distributed`); `progress` is then not called (on_file still is).
+    on_file(i, n, row) is called after each file (with a scheduler: in finishing order,
+    i counting finished files). Cancelling stops before the next network evaluation (here)
+    or cancels the pending tasks (Dask); the rows so far are written and
+    `SegmentationCancelled` is re-raised.
     """
     out_dir = Path(out_dir)
+    paths = [Path(p) for p in paths]
+    if scheduler is not None:
+        from .distributed import parse_scheduler
+
+        scheduler = parse_scheduler(scheduler, workers)
+    card, timesteps, bundle_dir, loaded = _resolve_bundle(bundle, need_weights=scheduler is None)
+    config.validate(timesteps, card.tile_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config.validate(bundle.num_train_timesteps, bundle.card.tile_size)
-    rows: list[dict] = []
     earlier = read_rows(out_dir / CSV_NAME)
-    try:
-        for i, path in enumerate(paths):
-            out = output_path(out_dir, path)
-            if out.exists() and not overwrite:
-                # Keep the earlier run's numbers, so a resumed batch's table still describes
-                # every file, as an uninterrupted run's does.
-                row = {**earlier.get(str(path), {}), "file": str(path), "status": "skipped: output exists",
+    rows: list[dict | None] = [None] * len(paths)
+    todo: list[int] = []
+    for i, path in enumerate(paths):
+        out = output_path(out_dir, path)
+        if out.exists() and not overwrite:
+            # Keep the earlier run's numbers, so a resumed batch's table still describes
+            # every file, as an uninterrupted run's does.
+            rows[i] = {**earlier.get(str(path), {}), "file": str(path), "status": "skipped: output exists",
                        "output": str(out)}
-            else:
+        else:
+            todo.append(i)
+    finished = 0
+
+    def record(i: int, row: dict) -> None:
+        nonlocal finished
+        rows[i] = row
+        if on_file is not None:
+            on_file(finished, len(paths), row)
+        finished += 1
+
+    try:
+        for i in range(len(paths)):  # the skipped files first, in order
+            if rows[i] is not None:
+                record(i, rows[i])
+        if scheduler is None:
+            for i in todo:
                 try:
-                    row = segment_file(path, bundle, config, out_dir, progress=progress, cancel=cancel,
+                    row = segment_file(paths[i], loaded, config, out_dir, progress=progress, cancel=cancel,
                                        min_area=min_area)
                 except SegmentationCancelled:
                     raise
                 except (PGDiffSegError, OSError, ValueError) as e:
-                    row = {"file": str(path), "status": f"error: {e}", "output": ""}
-            rows.append(row)
-            if on_file is not None:
-                on_file(i, len(paths), row)
+                    row = {"file": str(paths[i]), "status": f"error: {e}", "output": ""}
+                record(i, row)
+        elif todo:
+            from .distributed import run_distributed  # imports dask.distributed: only when asked
+
+            run_distributed([paths[i] for i in todo], bundle_dir, config, out_dir, scheduler=scheduler,
+                            workers=workers, on_row=lambda j, row: record(todo[j], row),
+                            cancelled=_cancel_fn(cancel), min_area=min_area)
     finally:
-        write_csv(out_dir / CSV_NAME, rows, bundle.card.class_names)
-    return rows
+        write_csv(out_dir / CSV_NAME, [r for r in rows if r is not None], card.class_names)
+    return [r for r in rows if r is not None]
+
+
+def _resolve_bundle(bundle, *, need_weights: bool):
+    """(card, num_train_timesteps, bundle folder or None for the shipped one, loaded Bundle or None)."""
+    from .bundle import default_bundle_path, load_bundle, load_default_bundle, peek_bundle
+
+    if isinstance(bundle, Bundle):
+        folder = None if bundle.path is None or Path(bundle.path).resolve() == default_bundle_path() else str(bundle.path)
+        if not need_weights and bundle.path is None:
+            raise ConfigError("a bundle made in memory cannot be sent to Dask workers; save_bundle it and pass its folder")
+        return bundle.card, bundle.num_train_timesteps, folder, bundle
+    folder = None if bundle is None else str(bundle)
+    if need_weights:
+        loaded = load_default_bundle() if folder is None else load_bundle(folder)
+        return loaded.card, loaded.num_train_timesteps, folder, loaded
+    card, timesteps = peek_bundle(default_bundle_path() if folder is None else folder)
+    return card, timesteps, folder, None
 
 
 def read_rows(path: Path) -> dict[str, dict]:

@@ -28,6 +28,7 @@ from .tiling import ArraySink, Stitcher, TileGrid
 # Streams of the per-tile random generators: sample s uses stream s; 10_000 + s for the
 # fresh noise that `mix` adds, so changing `mix` does not change the random baseline.
 _MIX_STREAM = 10_000
+BATCH_INVARIANT_CHOICES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class SegmentConfig:
     device: str = "auto"
     noise_metrics: bool = True
     return_scores: bool = False
+    # "on": the networks see one tile per call, so labels are bit-identical for every
+    # tile_batch (oneDNN/MKL pick other kernels for other batch sizes: 1e-6 differences
+    # that can flip a pixel). "auto" = on for CPUs (~15 % slower for the shipped model,
+    # benchmarks/speed.py), off for GPUs, whose speed comes from batching.
+    batch_invariant: str = "auto"
 
     @property
     def noise(self) -> NoiseConfig:
@@ -71,6 +77,10 @@ class SegmentConfig:
             raise ConfigError(f"ensemble size k must be a positive integer, got {self.ensemble}")
         if not isinstance(self.tile_batch, (int, np.integer)) or self.tile_batch < 1:
             raise ConfigError(f"tile_batch must be a positive integer, got {self.tile_batch}")
+        if self.batch_invariant not in BATCH_INVARIANT_CHOICES:
+            raise ConfigError(
+                f"batch_invariant must be one of {', '.join(BATCH_INVARIANT_CHOICES)}, got {self.batch_invariant!r}"
+            )
         if self.overlap % DOWNSAMPLE_FACTOR or not 0 <= self.overlap <= tile_size // 2:
             raise ConfigError(
                 f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} between 0 and {tile_size // 2} px, got {self.overlap}"
@@ -100,6 +110,8 @@ SETTINGS_HELP = {
     "device": "auto, cpu, cuda or mps (auto picks the best that exists)",
     "noise_metrics": "compute SSIM/KLD of the starting noise (about 0.1 s per tile)",
     "return_scores": "keep the per-class scores (not written by the CLI)",
+    "batch_invariant": "one tile per network call, so labels do not depend on tile_batch: "
+                       "auto (on for CPUs, off for GPUs), on or off",
 }
 
 
@@ -201,6 +213,33 @@ class _Run:
             self.progress(Progress(self.tiles_done, len(self.grid), self.evals_done, self.evals_total))
 
 
+def _one_tile_at_a_time(fn):
+    """fn(x, *args) evaluated on each tile of the batch x alone, results concatenated.
+
+    CPU kernels (oneDNN convolutions, MKL linear layers) choose their blocking from the
+    batch size, so a tile's output differs by ~1e-6 between batch sizes; evaluated alone,
+    a tile always goes through the same kernels. A per-tile timestep tensor is split too.
+    """
+
+    def call(x, *args):
+        outs = []
+        for i in range(x.shape[0]):
+            a = [v[i : i + 1] if torch.is_tensor(v) and v.ndim and v.shape[0] == x.shape[0] else v for v in args]
+            # A copy, not a view: oneDNN kernels can round differently for inputs at another
+            # memory alignment, and a view of tile i starts i tiles into the batch.
+            outs.append(fn(x[i : i + 1].clone(), *a))
+        if hasattr(outs[0], "sample"):  # diffusers' UNet2DOutput
+            return type(outs[0])(sample=torch.cat([o.sample for o in outs]))
+        return torch.cat(outs)
+
+    return call
+
+
+def batch_invariant_on(config: SegmentConfig, device: torch.device) -> bool:
+    """Whether `config` runs the networks one tile at a time on `device`."""
+    return config.batch_invariant == "on" or (config.batch_invariant == "auto" and device.type == "cpu")
+
+
 def segment(
     image,
     bundle: Bundle,
@@ -236,7 +275,10 @@ def segment(
     run = _Run(bundle, config, grid, progress, _cancel_fn(cancel))
     scheduler = bundle.make_scheduler()
     noise_cfg = config.noise
-    ldm_p, ldm_s = run.counted(bundle.ldm_p, "inversion"), run.counted(bundle.ldm_s, "sampling")
+    net_p, net_s, encode = bundle.ldm_p, bundle.ldm_s, lambda x: encode_latents(bundle.autoencoder, x)
+    if batch_invariant_on(config, device):
+        net_p, net_s, encode = (_one_tile_at_a_time(f) for f in (net_p, net_s, encode))
+    ldm_p, ldm_s = run.counted(net_p, "inversion"), run.counted(net_s, "sampling")
 
     H, W = frame.shape
     labels = np.zeros((H, W), np.uint8)
@@ -264,14 +306,14 @@ def segment(
         ids = list(range(b0, b0 + len(batch)))
         tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])[:, None]
         x_in = torch.from_numpy(tiles).to(device)
-        z = encode_latents(bundle.autoencoder, x_in)
+        z = encode(x_in)
         eps = None
         if noise_cfg.strategy == "prior":  # deterministic: one inversion for all k samples
             eps = latent_noise(z, noise_cfg, ldm_p, scheduler, [])
         starts = []
         for s in range(k):
             if noise_cfg.strategy == "forward":
-                eps = latent_noise(z, noise_cfg, bundle.ldm_p, scheduler, tile_generators(config.seed, ids, s))
+                eps = latent_noise(z, noise_cfg, net_p, scheduler, tile_generators(config.seed, ids, s))
             gens = tile_generators(config.seed, ids, s if noise_cfg.strategy == "random" else _MIX_STREAM + s)
             starts.append(class_noise(eps, noise_cfg, n, gens, z.shape[2:]).to(device, z.dtype))
         noise = torch.cat(starts)  # sample-major: (k * B, n, h, w)
@@ -344,6 +386,7 @@ def compute_noise(
     seed: int = 0,
     device: str = "auto",
     tile_batch: int = 4,
+    batch_invariant: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
 ) -> np.ndarray:
@@ -372,6 +415,9 @@ def compute_noise(
     origins = grid.origins()
     dev = resolve_device(device)
     bundle.to(dev)
+    net_p, encode = bundle.ldm_p, lambda x: encode_latents(bundle.autoencoder, x)
+    if batch_invariant_on(SegmentConfig(batch_invariant=batch_invariant), dev):
+        net_p, encode = _one_tile_at_a_time(net_p), _one_tile_at_a_time(encode)
     scheduler = bundle.make_scheduler()
     n = bundle.n_classes
     lh, lw = -(-grid.padded_shape[0] // DOWNSAMPLE_FACTOR), -(-grid.padded_shape[1] // DOWNSAMPLE_FACTOR)
@@ -385,7 +431,7 @@ def compute_noise(
         nonlocal done
         if cancelled():
             raise SegmentationCancelled("cancelled")
-        result = bundle.ldm_p(sample, timestep)
+        result = net_p(sample, timestep)
         done += 1
         if progress is not None:
             progress(done, total)
@@ -397,12 +443,12 @@ def compute_noise(
         batch = origins[b0 : b0 + tile_batch]
         ids = list(range(b0, b0 + len(batch)))
         tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])[:, None]
-        z = encode_latents(bundle.autoencoder, torch.from_numpy(tiles).to(dev))
+        z = encode(torch.from_numpy(tiles).to(dev))
         eps = None
         if noise.strategy == "prior":
             eps = latent_noise(z, noise, ldm_p, scheduler, [])
         elif noise.strategy == "forward":
-            eps = latent_noise(z, noise, bundle.ldm_p, scheduler, tile_generators(seed, ids, 0))
+            eps = latent_noise(z, noise, net_p, scheduler, tile_generators(seed, ids, 0))
         stream = 0 if noise.strategy == "random" else _MIX_STREAM
         start = class_noise(eps, noise, n, tile_generators(seed, ids, stream), z.shape[2:])
         start = start.float().cpu().numpy()

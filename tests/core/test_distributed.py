@@ -1,0 +1,129 @@
+"""Batch segmentation on Dask: a LocalCluster of 2 worker processes, and a worker killed mid-batch."""
+
+import csv
+import os
+import signal
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_pgdiffseg import SegmentConfig
+from napari_pgdiffseg.core.batch import CSV_NAME, segment_files
+from napari_pgdiffseg.core.errors import ConfigError
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+
+CFG = SegmentConfig(inversion_steps=10, sampling_steps=10, noise_metrics=False, device="cpu")
+
+
+def _frames(folder, n, bad=False):
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(n):
+        p = folder / f"f{i}.tif"
+        tifffile.imwrite(p, rng.normal(size=(160, 136)).astype(np.float32))
+        paths.append(p)
+    if bad:
+        p = folder / "rgb.tif"
+        tifffile.imwrite(p, rng.integers(0, 255, size=(40, 40, 3), dtype=np.uint8))
+        paths.append(p)
+    return paths
+
+
+def _table(out):
+    with open(out / CSV_NAME) as fh:
+        return list(csv.DictReader(fh))
+
+
+def _labels(out):
+    return {p.name: tifffile.imread(p) for p in sorted(out.glob("*_labels.tif"))}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as c, distributed.Client(c) as client:
+        yield c, client
+
+
+def test_local_cluster_writes_every_output_and_the_csv(tiny_bundle_dir, tmp_path):
+    paths = _frames(tmp_path / "in", 4, bad=True)
+    rows = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "out", scheduler="local", workers=2)
+    assert [r["file"] for r in rows] == [str(p) for p in paths]  # input order, one row each
+    assert [r["status"] for r in rows[:4]] == ["ok"] * 4
+    assert rows[4]["status"].startswith("error:") and "RGB" in rows[4]["status"]
+    assert len({r["worker_pid"] for r in rows}) >= 1 and all(r["worker_pid"] != os.getpid() for r in rows)
+    table = _table(tmp_path / "out")
+    assert [r["file"] for r in table] == [str(p) for p in paths]
+    assert [r["status"] for r in table[:4]] == ["ok"] * 4 and table[0]["nfe"] == "20"
+    assert sorted(_labels(tmp_path / "out")) == [f"f{i}_labels.tif" for i in range(4)]
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files
+
+    # The same files in this process, with the workers' torch threads (cores // 2 workers;
+    # thread counts split CPU reductions differently): the same labels (same seeds, one
+    # tile per network call).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        segment_files(paths[:4], tiny_bundle_dir, CFG, tmp_path / "here")
+    finally:
+        torch.set_num_threads(threads)
+    here, there = _labels(tmp_path / "here"), _labels(tmp_path / "out")
+    assert here.keys() == there.keys()
+    for name in here:
+        assert here[name].dtype == np.uint8 and np.array_equal(here[name], there[name])
+
+
+def test_each_worker_loads_the_bundle_once(cluster, tiny_bundle_dir, tmp_path):
+    c, client = cluster
+    paths = _frames(tmp_path / "in", 6)
+    rows = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "out", scheduler=c.scheduler_address)
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    loads = client.run(lambda: dict(__import__("napari_pgdiffseg.core.distributed", fromlist=["LOADS"]).LOADS))
+    assert len(loads) == 2
+    assert all(v == {str(tiny_bundle_dir): 1} for v in loads.values())
+
+
+def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(cluster, tiny_bundle_dir, tmp_path):
+    c, client = cluster
+    paths = _frames(tmp_path / "in", 8)
+    reference = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "ref", scheduler=c.scheduler_address)
+    assert [r["status"] for r in reference] == ["ok"] * 8
+
+    pids = client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    killed = []
+
+    def on_file(i, n, row):
+        if not killed:  # after the first file: the other tasks are running or queued
+            os.kill(victim, signal.SIGKILL)
+            killed.append(i)
+
+    rows = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "out", scheduler=c.scheduler_address,
+                         on_file=on_file)
+    assert killed == [0]
+    with pytest.raises(ProcessLookupError):
+        os.kill(victim, 0)  # the worker is gone; its nanny started a new one
+    assert [r["status"] for r in rows] == ["ok"] * 8
+    table = _table(tmp_path / "out")
+    assert sorted(r["file"] for r in table) == sorted(str(p) for p in paths)  # once each
+    out, ref = _labels(tmp_path / "out"), _labels(tmp_path / "ref")
+    assert out.keys() == ref.keys() and len(out) == 8
+    for name in out:
+        assert np.array_equal(out[name], ref[name])
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_bad_scheduler_and_in_memory_bundle_are_clear_errors(tiny_bundle, tmp_path):
+    paths = _frames(tmp_path / "in", 1)
+    with pytest.raises(ConfigError, match="neither 'local' nor an address"):
+        segment_files(paths, None, CFG, tmp_path / "out", scheduler="bogus")
+    with pytest.raises(ConfigError, match="save_bundle it"):
+        segment_files(paths, tiny_bundle, CFG, tmp_path / "out", scheduler="local")
+    with pytest.raises(ConfigError, match="workers must be a positive integer"):
+        segment_files(paths, None, CFG, tmp_path / "out", scheduler="local", workers=0)
