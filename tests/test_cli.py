@@ -53,6 +53,31 @@ def test_segment_folder_writes_labels_and_csv_and_reports_bad_file(bundle_dir, f
     assert "1 failed" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_segment_on_a_local_dask_cluster_matches_the_table_of_a_run_here(bundle_dir, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(folder), "--out", str(out), "--bundle", str(bundle_dir), *FAST,
+                 "--scheduler", "local", "--workers", "2"])
+    assert code == 1  # bad.tif failed, on a worker, recorded in its row
+    rows = _rows(out)
+    assert [rows[f]["status"] for f in ("a.tif", "b.tif")] == ["ok", "ok"]
+    assert "constant" in rows["bad.tif"]["status"]
+    assert tifffile.imread(out / "b_labels.tif").shape == (2, 64, 64)
+    assert "2 segmented, 0 skipped, 1 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--scheduler", "nonsense"], "neither 'local' nor an address"),
+    (["--scheduler", "local", "--workers", "0"], "workers must be a positive integer"),
+    (["--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler"),
+])
+def test_bad_scheduler_is_one_line_error(bundle_dir, folder, tmp_path, capsys, monkeypatch, flags, message):
+    monkeypatch.setattr("napari_pgdiffseg.core.distributed.CONNECT_TIMEOUT", "1s")
+    code = main(["segment", str(folder), "--out", str(tmp_path / "o"), "--bundle", str(bundle_dir), *FAST, *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_missing_bundle_is_one_line_error(folder, tmp_path, capsys):
     code = main(["segment", str(folder), "--out", str(tmp_path / "o"), "--bundle", str(tmp_path / "none"), *FAST])
     err = capsys.readouterr().err

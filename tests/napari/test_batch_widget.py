@@ -89,3 +89,27 @@ def test_batch_cancel_and_empty_folder(make_napari_viewer, qtbot, tmp_path, tiny
     out = inp / "pgdiffseg"  # the default output folder
     assert (out / CSV_NAME).is_file() and not list(out.glob("*_labels.tif"))
     assert "cancelled" in w.status.value and w.run_button.enabled
+
+
+def test_batch_on_a_local_dask_cluster(make_napari_viewer, qtbot, tmp_path, tiny_bundle_dir, fast_config, errors):
+    inp, out = tmp_path / "frames", tmp_path / "labels"
+    inp.mkdir()
+    for i in range(2):
+        tifffile.imwrite(inp / f"frame{i}.tif", make_frame(i, SyntheticConfig(shape=(64, 72)))[0])
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, BATCH)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    w.input_dir.value = inp
+    w.output_dir.value = out
+    w.scheduler.value = "not a scheduler"
+    assert not w.run_button.enabled and "neither 'local' nor an address" in w.status.value
+    w.scheduler.value = "local"
+    w.workers.value = 1
+    assert w.run_button.enabled
+    w.run_button.native.click()
+    wait_idle(qtbot, w, timeout=120_000)
+    assert errors == []
+    assert sorted(p.name for p in out.glob("*_labels.tif")) == ["frame0_labels.tif", "frame1_labels.tif"]
+    rows = _read_csv(out / CSV_NAME)
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["nfe"] == "10"
+    assert "2 segmented · 0 skipped · 0 failed" in w.status.value

@@ -32,6 +32,8 @@ _BUNDLES: dict[str, object] = {}
 LOADS: dict[str, int] = {}
 
 _KEY = "shipped"
+# How long to try to reach a scheduler address before giving up with a clear error.
+CONNECT_TIMEOUT = "10s"
 
 
 def _key(bundle_dir: str | None) -> str:
@@ -135,7 +137,7 @@ def open_client(scheduler: str, workers: int | None = None):
             cluster.close()
     else:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as e:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
         try:
