@@ -323,3 +323,24 @@ def test_bad_layers_give_one_notification_or_a_result(viewer_widget, qtbot, synt
         assert len(errors) == 1 and message in errors[0], errors
         assert [ly.name for ly in viewer.layers] == ["bad"]
     assert w.run_button.enabled and w.bars is None
+
+
+def test_dask_layer_is_segmented_lazily_with_the_labels_of_numpy(viewer_widget, qtbot, synthetic_frame, errors,
+                                                                 monkeypatch):
+    import dask.array as da
+
+    from napari_pgdiffseg.core import preprocess, source
+
+    monkeypatch.setattr(source, "LAZY_MIN_PIXELS", 4096)  # this small frame counts as large
+    monkeypatch.setattr(preprocess, "MAX_STATS_PIXELS", 4096)
+    viewer, w = viewer_widget
+    phase = synthetic_frame[0]
+    viewer.add_image(da.from_array(np.stack([phase, phase[::-1]]), chunks=(1, 64, 64)), name="lazy")
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    labels = viewer.layers["lazy pgdiffseg"].data
+    assert labels.shape == (2,) + phase.shape and labels.dtype == np.uint8
+    bundle = load_bundle(w.settings.bundle_dir())
+    for i, plane in enumerate((phase, phase[::-1])):
+        np.testing.assert_array_equal(labels[i], segment(np.ascontiguousarray(plane), bundle, w.settings.config()).labels)

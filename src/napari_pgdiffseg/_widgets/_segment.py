@@ -68,11 +68,19 @@ class PlaneProgress:
 
 
 def _planes(image) -> tuple[np.ndarray, tuple]:
-    """(planes, leading shape): any (..., H, W) array as (n, H, W)."""
-    arr = np.asarray(image)
+    """(planes, leading shape): any (..., H, W) array as (n, H, W).
+
+    A dask array (a napari layer opened lazily) stays lazy: the core reads large planes
+    tile by tile (core.source).
+    """
+    arr = image if _is_dask(image) else np.asarray(image)
     if arr.ndim < 2:
         raise InputImageError(f"image must be 2D or a stack of 2D planes, got shape {arr.shape}")
     return arr.reshape((-1,) + arr.shape[-2:]), arr.shape[:-2]
+
+
+def _is_dask(image) -> bool:
+    return type(image).__module__.split(".")[0] == "dask"
 
 
 def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: str, n_planes: int) -> str:

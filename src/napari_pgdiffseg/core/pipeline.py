@@ -21,7 +21,8 @@ from .devices import resolve_device
 from .errors import ConfigError, SegmentationCancelled
 from .models import DOWNSAMPLE_FACTOR, encode_latents
 from .noise import NoiseConfig, check_steps, class_noise, latent_noise, tile_generators
-from .preprocess import as_planes, check_frame, normalize
+from .preprocess import as_planes
+from .source import FrameSource
 from .sampling import ddim_sample, resolve_votes, vote_counts
 from .tiling import ArraySink, Stitcher, TileGrid
 
@@ -263,15 +264,14 @@ def segment(
     config = config or SegmentConfig()
     card = bundle.card
     config.validate(bundle.num_train_timesteps, card.tile_size)
-    frame = normalize(check_frame(image), card.normalization)
+    source = FrameSource(image, card.normalization)
     device = resolve_device(config.device)
     bundle.to(device)
     t0 = time.perf_counter()
     n = bundle.n_classes
     k = config.ensemble
-    grid = TileGrid(frame.shape[0], frame.shape[1], card.tile_size, config.overlap, DOWNSAMPLE_FACTOR)
+    grid = TileGrid(source.shape[0], source.shape[1], card.tile_size, config.overlap, DOWNSAMPLE_FACTOR)
     lgrid = grid.scaled(DOWNSAMPLE_FACTOR)
-    padded = grid.pad(frame)
     run = _Run(bundle, config, grid, progress, _cancel_fn(cancel))
     scheduler = bundle.make_scheduler()
     noise_cfg = config.noise
@@ -280,7 +280,7 @@ def segment(
         net_p, net_s, encode = (_one_tile_at_a_time(f) for f in (net_p, net_s, encode))
     ldm_p, ldm_s = run.counted(net_p, "inversion"), run.counted(net_s, "sampling")
 
-    H, W = frame.shape
+    H, W = source.shape
     labels = np.zeros((H, W), np.uint8)
     agreement = np.zeros((H, W), np.float32)
     scores = np.zeros((n, H, W), np.float32) if config.return_scores else None
@@ -304,7 +304,7 @@ def segment(
     for b0 in range(0, len(origins), config.tile_batch):
         batch = origins[b0 : b0 + config.tile_batch]
         ids = list(range(b0, b0 + len(batch)))
-        tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])[:, None]
+        tiles = np.stack([source.tile(y, x, t) for y, x in batch])[:, None]
         x_in = torch.from_numpy(tiles).to(device)
         z = encode(x_in)
         eps = None
@@ -403,15 +403,14 @@ def compute_noise(
     """
     noise.validate(bundle.num_train_timesteps)
     cancelled = _cancel_fn(cancel)
-    frame = normalize(check_frame(image), bundle.card.normalization)
+    source = FrameSource(image, bundle.card.normalization)
     t = bundle.card.tile_size
-    H, W = frame.shape
-    # Larger than a tile: keep the centred whole-tile part, so tiles neither overlap nor pad.
+    H, W = source.shape
+    # Larger than a tile: keep the centred whole-tile part, so tiles neither overlap nor pad
+    # (an axis shorter than a tile is the whole axis, mirrored up to a tile by the source).
     ch, cw = (H // t * t if H > t else H), (W // t * t if W > t else W)
     y0, x0 = (H - ch) // 2, (W - cw) // 2
-    frame = frame[y0 : y0 + ch, x0 : x0 + cw]
     grid = TileGrid(ch, cw, t, 0, DOWNSAMPLE_FACTOR)
-    padded = grid.pad(frame)
     origins = grid.origins()
     dev = resolve_device(device)
     bundle.to(dev)
@@ -442,7 +441,7 @@ def compute_noise(
             raise SegmentationCancelled("cancelled")
         batch = origins[b0 : b0 + tile_batch]
         ids = list(range(b0, b0 + len(batch)))
-        tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])[:, None]
+        tiles = np.stack([source.tile(y0 + y, x0 + x, t) for y, x in batch])[:, None]
         z = encode(torch.from_numpy(tiles).to(dev))
         eps = None
         if noise.strategy == "prior":

@@ -7,6 +7,7 @@ trained on (see `Normalization`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -66,6 +67,58 @@ class Normalization:
         return cls(**d)
 
 
+def check_frame_meta(dtype: np.dtype, shape: tuple[int, ...], *, name: str = "image") -> tuple[int, int]:
+    """The checks that need no pixel values (dtype, dims, size); returns (H, W).
+
+    Raises `InputImageError` naming the problem: complex/bool/object dtype, empty, RGB/RGBA,
+    not 2D, smaller than 16 px.
+    """
+    if dtype == bool:
+        raise InputImageError(
+            f"{name} is a boolean mask, not a phase image; pass the QPI frame itself"
+        )
+    if np.issubdtype(dtype, np.complexfloating):
+        raise InputImageError(
+            f"{name} is complex; pass the phase (np.angle of the field, unwrapped) as a real array"
+        )
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise InputImageError(
+            f"{name} has dtype {dtype}; expected an integer or floating-point phase image"
+        )
+    if int(np.prod(shape, dtype=np.int64)) == 0:
+        raise InputImageError(f"{name} is empty (shape {shape})")
+    if len(shape) == 3 and shape[-1] in (3, 4):
+        raise InputImageError(
+            f"{name} looks like an RGB/RGBA image (shape {shape}); QPI is single-channel: "
+            "pass one channel (e.g. image[..., 0] if all channels are equal)"
+        )
+    if len(shape) != 2:
+        raise InputImageError(
+            f"{name} must be a 2D frame (height, width), got shape {shape}; "
+            "pass stacks through segment_stack or one plane at a time"
+        )
+    if min(shape) < MIN_SIZE:
+        raise InputImageError(
+            f"{name} is {shape[0]}x{shape[1]} px; frames must be at least "
+            f"{MIN_SIZE}x{MIN_SIZE} px"
+        )
+    return int(shape[0]), int(shape[1])
+
+
+def _check_values(arr: np.ndarray, name: str, what: str = "") -> None:
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_bad = int((~finite).sum())
+        raise InputImageError(
+            f"{name} has {n_bad} NaN/inf {what}pixel(s); fill or mask them before segmenting "
+            "(e.g. np.nan_to_num or inpainting)"
+        )
+    if float(arr.max()) == float(arr.min()):
+        raise InputImageError(
+            f"{name} is constant (every {what}pixel = {arr.flat[0]:g}); there is nothing to segment"
+        )
+
+
 def check_frame(image, *, name: str = "image") -> np.ndarray:
     """Validate one 2D frame and return it as a float32 array (a view-free copy).
 
@@ -73,58 +126,51 @@ def check_frame(image, *, name: str = "image") -> np.ndarray:
     dtype, empty, smaller than 16 px, NaN/inf, or constant.
     """
     arr = np.asarray(image)
-    if arr.dtype == bool:
-        raise InputImageError(
-            f"{name} is a boolean mask, not a phase image; pass the QPI frame itself"
-        )
-    if np.iscomplexobj(arr):
-        raise InputImageError(
-            f"{name} is complex; pass the phase (np.angle of the field, unwrapped) as a real array"
-        )
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputImageError(
-            f"{name} has dtype {arr.dtype}; expected an integer or floating-point phase image"
-        )
-    if arr.size == 0:
-        raise InputImageError(f"{name} is empty (shape {arr.shape})")
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        raise InputImageError(
-            f"{name} looks like an RGB/RGBA image (shape {arr.shape}); QPI is single-channel: "
-            "pass one channel (e.g. image[..., 0] if all channels are equal)"
-        )
-    if arr.ndim != 2:
-        raise InputImageError(
-            f"{name} must be a 2D frame (height, width), got shape {arr.shape}; "
-            "pass stacks through segment_stack or one plane at a time"
-        )
-    if min(arr.shape) < MIN_SIZE:
-        raise InputImageError(
-            f"{name} is {arr.shape[0]}x{arr.shape[1]} px; frames must be at least "
-            f"{MIN_SIZE}x{MIN_SIZE} px"
-        )
+    check_frame_meta(arr.dtype, arr.shape, name=name)
     out = arr.astype(np.float32, copy=True)
-    finite = np.isfinite(out)
-    if not finite.all():
-        n_bad = int((~finite).sum())
-        raise InputImageError(
-            f"{name} has {n_bad} NaN/inf pixel(s); fill or mask them before segmenting "
-            "(e.g. np.nan_to_num or inpainting)"
-        )
-    if float(out.max()) == float(out.min()):
-        raise InputImageError(
-            f"{name} is constant (every pixel = {out.flat[0]:g}); there is nothing to segment"
-        )
+    _check_values(out, name)
     return out
 
 
-def normalize(frame: np.ndarray, norm: Normalization) -> np.ndarray:
-    """Map a checked float32 frame to the autoencoder's [-1, 1] input range."""
-    if norm.method == "percentile":
-        lo, hi = np.percentile(frame, [norm.low, norm.high])
-        if hi <= lo:  # a frame that is almost all one value: fall back to the full range
-            lo, hi = float(frame.min()), float(frame.max())
-    else:
-        lo, hi = norm.in_range
+# Percentiles of frames above this many pixels come from a strided sample of at most this
+# many pixels (the 1 % / 99.8 % points of millions of pixels are as good as of all of
+# them), so a frame read lazily, tile by tile, is normalised exactly like one in memory.
+MAX_STATS_PIXELS = 1 << 24
+
+
+def stats_sample(frame):
+    """frame itself, or frame[::s, ::s] with the smallest s that leaves <= MAX_STATS_PIXELS."""
+    H, W = (int(v) for v in frame.shape)
+    if H * W <= MAX_STATS_PIXELS:
+        return frame
+    s = math.ceil(math.sqrt(H * W / MAX_STATS_PIXELS))
+    while -(-H // s) * -(-W // s) > MAX_STATS_PIXELS:
+        s += 1
+    return frame[::s, ::s]
+
+
+def range_of(frame, norm: Normalization, *, name: str = "image") -> tuple[float, float]:
+    """(lo, hi) mapped to -1 and 1: the percentiles of `stats_sample(frame)` or `norm.in_range`.
+
+    `frame` is a checked float32 array, or a lazy array-like (only the sample is read and
+    checked for NaN/inf and constant values).
+    """
+    if norm.method == "range":
+        return norm.in_range
+    sample = stats_sample(frame)
+    if not isinstance(frame, np.ndarray) or isinstance(frame, np.memmap):
+        sample = np.asarray(sample).astype(np.float32)
+        _check_values(sample, name, "sampled ")
+    lo, hi = (float(v) for v in np.percentile(sample, [norm.low, norm.high]))
+    if hi <= lo:  # a frame that is almost all one value: fall back to the full range
+        lo, hi = float(sample.min()), float(sample.max())
+    if hi <= lo:  # a big frame whose sample is constant (checked frames are not)
+        lo, hi = float(frame.min()), float(frame.max())
+    return lo, hi
+
+
+def normalize_range(frame: np.ndarray, lo: float, hi: float, norm: Normalization) -> np.ndarray:
+    """Map float32 values so that lo -> -1 and hi -> 1 (clipped if `norm.clip`)."""
     # Scale, then shift, with the constants in float64: (frame - lo) overflows float32 for
     # frames spanning more than half of its range (found by the hypothesis tests).
     scale = 2.0 / (float(hi) - float(lo))
@@ -132,6 +178,11 @@ def normalize(frame: np.ndarray, norm: Normalization) -> np.ndarray:
     if norm.clip:
         np.clip(out, -1.0, 1.0, out=out)
     return out.astype(np.float32, copy=False)
+
+
+def normalize(frame: np.ndarray, norm: Normalization) -> np.ndarray:
+    """Map a checked float32 frame to the autoencoder's [-1, 1] input range."""
+    return normalize_range(frame, *range_of(frame, norm), norm)
 
 
 def as_planes(image, *, name: str = "image") -> tuple[np.ndarray, bool]:
