@@ -149,13 +149,40 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _relaunch_with_accelerate(args) -> int:
+    """`train --accelerate [FLAGS]`: run this same command under `accelerate launch FLAGS`.
+
+    FLAGS are accelerate's own (e.g. "--num_processes 4 --mixed_precision bf16"); without
+    them accelerate uses the machine's `accelerate config`. The training code is the same
+    either way: `accelerate launch -m napari_pgdiffseg.cli train ...` works directly too.
+    """
+    import shlex
+    import subprocess
+
+    argv, skip = [], False
+    for a in args.argv:  # the command line minus --accelerate and its value
+        if skip:
+            skip = False
+        elif a == "--accelerate":
+            skip = args.accelerate != ""
+        elif not a.startswith("--accelerate="):
+            argv.append(a)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *shlex.split(args.accelerate),
+           "-m", "napari_pgdiffseg.cli", *argv]
+    print("pgdiffseg: " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr)
+    return subprocess.call(cmd)
+
+
 def cmd_train(args) -> int:
     import shlex
+
+    if args.accelerate is not None:
+        return _relaunch_with_accelerate(args)
 
     from .core.bundle import load_bundle
     from .core.data import parse_label_map
     from .core.synthetic import SyntheticConfig
-    from .core.training import STAGES, StageConfig, TrainConfig, build_training_data, train_bundle
+    from .core.training import STAGES, StageConfig, TrainConfig, build_training_data, process_state, train_bundle
 
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     bad = set(stages) - set(STAGES)
@@ -179,14 +206,17 @@ def cmd_train(args) -> int:
         args.data, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
         synthetic_config=synth_cfg, label_map=label_map, seed=args.seed,
     )
-    print(f"training data: {desc['tiles_unlabelled']} tiles for autoencoder/LDM-P, "
-          f"{desc['tiles_labelled']} labelled tiles for LDM-S")
+    main_process = process_state(args.device).is_main_process  # one of several under `accelerate launch`
+    if main_process:
+        print(f"training data: {desc['tiles_unlabelled']} tiles for autoencoder/LDM-P, "
+              f"{desc['tiles_labelled']} labelled tiles for LDM-S")
     start = load_bundle(args.start_from) if args.start_from else None
     provenance = {"command": "pgdiffseg " + " ".join(shlex.quote(a) for a in args.argv), "data": desc}
     _, reports = train_bundle(cfg, unlabelled, labelled, args.out, stages=stages, start_from=start,
                               pretrained_autoencoder=args.pretrained_autoencoder, provenance=provenance,
                               resume=not args.no_resume)
-    print(f"bundle written to {args.out}")
+    if main_process:
+        print(f"bundle written to {args.out}")
     return 0
 
 
@@ -457,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="accelerate's mixed precision (bf16 also works on CPUs that support it)")
     tr.add_argument("--gradient-accumulation-steps", type=int, default=1,
                     help="accumulate gradients over N batches per optimiser step (accelerate)")
+    tr.add_argument("--accelerate", nargs="?", const="", default=None, metavar="FLAGS",
+                    help="run under `accelerate launch` (multi-GPU data parallel, mixed precision); FLAGS "
+                         "are accelerate's, e.g. --accelerate='--num_processes 4' (default: `accelerate config`)")
     tr.add_argument("--checkpoint-every", type=int, default=200)
     tr.add_argument("--start-from", default=None, help="bundle whose networks start the training")
     tr.add_argument("--pretrained-autoencoder", default=None,

@@ -84,12 +84,30 @@ class TrainConfig:
         return asdict(self)
 
 
+# Seed offset of process i of a multi-process (data-parallel) run: i x this prime.
+_RANK_SEED = 100_003
+
+
+def process_state(device: str = "auto"):
+    """accelerate's PartialState: this process's rank among the processes of a launch.
+
+    One process normally; under `accelerate launch` or `torchrun` several (data parallel,
+    gloo on CPUs). Created with the same `cpu` flag as the Accelerator, which shares it.
+    """
+    from accelerate import PartialState
+
+    from .devices import resolve_device
+
+    return PartialState(cpu=resolve_device(device).type == "cpu")
+
+
 def _accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
 
     from .devices import resolve_device
 
     device = resolve_device(cfg.device)
+    process_state(cfg.device)
     return Accelerator(
         cpu=device.type == "cpu",
         mixed_precision=cfg.mixed_precision,
@@ -200,10 +218,15 @@ def _fit(
         ema = EMAModel(model.parameters(), decay=scfg.ema_decay)
     model, opt = accelerator.prepare(model, opt)
     model.train()
-    g = torch.Generator().manual_seed(cfg.seed + 1000 * (STAGES.index(stage) + 1) + step)
-    batches = _batches(dataset, scfg.batch_size, cfg.seed + step, cfg.num_workers)
+    # Under `accelerate launch` each process draws its own crops, noise and batches (data
+    # parallel: the effective batch is batch_size x processes); process 0 draws exactly
+    # what a single-process run draws, so one process reproduces earlier bundles.
+    rank_seed = _RANK_SEED * accelerator.process_index
+    g = torch.Generator().manual_seed(cfg.seed + 1000 * (STAGES.index(stage) + 1) + step + rank_seed)
+    batches = _batches(dataset, scfg.batch_size, cfg.seed + step + rank_seed, cfg.num_workers)
     t0 = time.perf_counter()
-    bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step", disable=None)
+    bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step",
+               disable=None if accelerator.is_main_process else True)
     while step < scfg.steps:
         batch = _random_crop(next(batches), scfg.crop, g)
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -219,7 +242,10 @@ def _fit(
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == scfg.steps):
-            ckpt.save(accelerator.unwrap_model(model), opt, step, losses, done_seconds + time.perf_counter() - t0, ema)
+            if accelerator.is_main_process:  # the weights are the same on every process
+                ckpt.save(accelerator.unwrap_model(model), opt, step, losses,
+                          done_seconds + time.perf_counter() - t0, ema)
+            accelerator.wait_for_everyone()
     bar.close()
     model = accelerator.unwrap_model(model)
     if ema is not None:
@@ -349,6 +375,9 @@ def train_bundle(
         bundle.autoencoder = VQModel.from_pretrained(pretrained_autoencoder, use_safetensors=True,
                                                      local_files_only=True)
         stages = tuple(s for s in stages if s != "autoencoder")
+    state = process_state(cfg.device)  # one process, or this process of an `accelerate launch`
+    if not state.is_main_process:
+        log = _silent
     reports: list[StageReport] = []
     for stage in STAGES:
         if stage not in stages:
@@ -366,12 +395,19 @@ def train_bundle(
     # the whole history (which command trained which stage, on what, for how long, where).
     prov = dict(bundle.card.provenance)
     run = dict(provenance or {})
-    run.update({"config": cfg.to_dict(), "stages": [r.to_dict() for r in reports], "machine": machine_info()})
+    run.update({"config": cfg.to_dict(), "stages": [r.to_dict() for r in reports], "machine": machine_info(),
+                "processes": state.num_processes})
     prov["training_runs"] = list(prov.get("training_runs", [])) + [run]
     bundle.card = replace(bundle.card, provenance=prov, preset=cfg.preset)
     bundle.eval()
-    save_bundle(bundle.to("cpu"), out, overwrite=True)
+    if state.is_main_process:
+        save_bundle(bundle.to("cpu"), out, overwrite=True)
+    state.wait_for_everyone()
     return bundle, reports
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def machine_info() -> dict:
