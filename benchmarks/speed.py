@@ -328,7 +328,7 @@ def _child(case: dict) -> dict:
     size = int(case["size"])
     if case["kind"] == "frame":
         frame, _ = make_frame(int(case.get("seed", 0)), SyntheticConfig(shape=(size, size)))
-        config = replace(SegmentConfig(), noise_metrics=False)
+        config = replace(SegmentConfig(), noise_metrics=False, batch_invariant=case.get("batch_invariant", "auto"))
     elif case["kind"] == "huge":
         # A 1000 px synthetic frame repeated into one preallocated float32 array: exactly
         # size * size * 4 bytes for the input, and no minutes spent drawing 10^4 cells.
@@ -353,6 +353,7 @@ def _child(case: dict) -> dict:
         "inversion_steps": config.inversion_steps if config.strategy == "prior" else 0,
         "sampling_steps": config.sampling_steps, "ensemble": config.ensemble,
         "tile_batch": config.tile_batch, "nfe_config": config.nfe_per_tile(),
+        "batch_invariant": config.batch_invariant,
         "input_bytes": int(frame.nbytes), "rss_before": rss_before, "peak_before": peak_before,
         "peak_rss": peak_rss_bytes(), "vm_hwm": vm_hwm_bytes(), "threads": torch.get_num_threads(),
         "labels_ok": bool(result.labels.shape == frame.shape),
@@ -454,18 +455,21 @@ def _mib_or_dash(value) -> object:
     return "-" if value is None else Num(value / 2**20, ",.0f")
 
 
-def frame_table(res: dict, size: int) -> str:
-    headers = ["frame", "strategy", "steps (inversion + sampling)", "ensemble", "NFE / tile", "tiles",
-               "tile batch", "s / frame", "s / tile", "ms / tile / NFE", "peak RSS (MiB)", "VmHWM (MiB)"]
-    if "error" in res:
-        return md_table(headers, [[f"{size} x {size}", "-", "-", "-", "-", "-", "-", f"failed: {res['error']}",
-                                   "-", "-", "-", "-"]])
-    s_tile = res["wall_s"] / res["n_tiles"]
-    row = [f"{size} x {size} synthetic", res["strategy"],
-           f"{res['inversion_steps']} + {res['sampling_steps']}", res["ensemble"], res["nfe"], res["n_tiles"],
-           res["tile_batch"], Num(res["wall_s"], ".2f"), Num(s_tile, ".2f"), Num(s_tile / res["nfe"] * 1e3),
-           _mib_or_dash(res["peak_rss"]), _mib_or_dash(res.get("vm_hwm"))]
-    return md_table(headers, [row])
+def frame_table(results: list[dict], size: int) -> str:
+    headers = ["frame", "batch invariant", "strategy", "steps (inversion + sampling)", "ensemble", "NFE / tile",
+               "tiles", "tile batch", "s / frame", "s / tile", "ms / tile / NFE", "peak RSS (MiB)", "VmHWM (MiB)"]
+    rows = []
+    for res in results:
+        if "error" in res:
+            rows.append([f"{size} x {size}", res.get("batch_invariant", "-"), "-", "-", "-", "-", "-", "-",
+                         f"failed: {res['error']}", "-", "-", "-", "-"])
+            continue
+        s_tile = res["wall_s"] / res["n_tiles"]
+        rows.append([f"{size} x {size} synthetic", res["batch_invariant"], res["strategy"],
+                     f"{res['inversion_steps']} + {res['sampling_steps']}", res["ensemble"], res["nfe"],
+                     res["n_tiles"], res["tile_batch"], Num(res["wall_s"], ".2f"), Num(s_tile, ".2f"),
+                     Num(s_tile / res["nfe"] * 1e3), _mib_or_dash(res["peak_rss"]), _mib_or_dash(res.get("vm_hwm"))])
+    return md_table(headers, rows)
 
 
 def huge_passes(res: dict) -> bool:
@@ -538,6 +542,9 @@ def main(argv=None) -> int:
     # after this process loaded torch and the paper models would report that peak instead.
     parent_peak = peak_rss_bytes()
     frame_res = run_child({"kind": "frame", "size": frame_size, "threads": args.threads}, timeout=1800)
+    # The same frame with the networks batched (batch_invariant "off"): what determinism costs.
+    frame_off = run_child({"kind": "frame", "size": frame_size, "threads": args.threads, "batch_invariant": "off"},
+                          timeout=1800)
     huge_res = None
     if args.huge:
         huge_res = run_child({"kind": "huge", "size": 10_000, "threads": args.threads}, timeout=3600)
@@ -624,8 +631,13 @@ def main(argv=None) -> int:
     out.append("")
     out.append(f"## Seconds per {frame_size} x {frame_size} frame (default SegmentConfig)")
     out.append("")
-    out.append(frame_table(frame_res, frame_size))
+    out.append(frame_table([frame_res, frame_off], frame_size))
     out.append("")
+    if "error" not in frame_res and "error" not in frame_off:
+        out.append(f"Batch-invariant tiles (one tile per network call, bit-identical labels for every tile batch; "
+                   f"the default on CPUs) take {frame_res['wall_s'] / frame_off['wall_s']:.2f}x the time of "
+                   "batched tiles, measured side by side above.")
+        out.append("")
     out.append(
         f"`SegmentConfig()` defaults at run time: strategy {default.strategy!r}, {default.inversion_steps} "
         f"inversion + {default.sampling_steps} sampling steps, ensemble {default.ensemble}, "
