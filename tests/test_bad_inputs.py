@@ -115,6 +115,8 @@ def test_segment_cli_on_bad_files(tiny_bundle_dir, tmp_path, capsys, name, suffi
         problem = [ln for ln in (captured.out + captured.err).splitlines() if "error:" in ln]
         assert len(problem) == 1 and expected in problem[0], problem
         assert "Traceback" not in captured.out + captured.err
+        # One line for the file, one for the summary: no continuation lines from a reader.
+        assert len((captured.out + captured.err).strip().splitlines()) == 2, captured.out + captured.err
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
     assert leftovers == []
 

@@ -185,6 +185,15 @@ class BatchWidget(JobControls, Container):
     def _on_result(self, rows: list[dict]) -> None:
         self.rows = rows
         self._final = f"{rows_text(rows)} → {self._out / CSV_NAME}"
+        failed = [r for r in rows if r["status"].startswith("error")]
+        if failed:  # one notification for the batch, naming the first problem
+            first = failed[0]
+            reason = first["status"][len("error: "):]
+            if reason.startswith(first["file"] + ": "):  # reader errors name the path already
+                reason = reason[len(first["file"]) + 2:]
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            _common.show_error(f"{Path(first['file']).name}: {reason}{more}; "
+                               f"{len(failed)} of {len(rows)} files failed, see {self._out / CSV_NAME}")
 
     def _on_cancelled(self) -> None:
         self._final = f"cancelled: {rows_text(self.rows)} → {self._out / CSV_NAME}"

@@ -77,6 +77,12 @@ def _same_channels(arr: np.ndarray) -> bool:
     return all(np.array_equal(c0, arr[..., c]) for c in range(1, 3))
 
 
+def _first_line(exc: BaseException) -> str:
+    """A reader's message cut to its first line (imageio appends install hints on more lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read one image file as a numpy array of its stored dtype.
 
@@ -124,7 +130,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - every reader error becomes one clear message
         kind = "TIFF" if suffix in _TIFF_SUFFIXES else suffix[1:].upper()
         raise InputImageError(
-            f"{p}: cannot read the file ({type(exc).__name__}: {exc}); it may be truncated, "
+            f"{p}: cannot read the file ({type(exc).__name__}: {_first_line(exc)}); it may be truncated, "
             f"corrupt or not really a {kind} file"
         ) from exc
     arr = np.asarray(arr)
