@@ -91,3 +91,24 @@ def test_lazy_bad_frames_are_clear_errors(small_limits, tiny_bundle, frame_300x2
     data = bad(frame_300x200)
     with pytest.raises(InputImageError, match=message):
         segment(da.from_array(data, chunks=64), tiny_bundle, CFG)
+
+
+def test_outputs_can_be_written_to_memmaps_on_disk(small_limits, tiny_bundle, frame_300x200, tmp_path):
+    lazy = ReadLog(frame_300x200, max_pixels=256 * 256)
+    labels = np.lib.format.open_memmap(tmp_path / "labels.npy", mode="w+", dtype=np.uint8, shape=(300, 200))
+    agreement = np.lib.format.open_memmap(tmp_path / "agr.npy", mode="w+", dtype=np.float32, shape=(300, 200))
+    r = segment(lazy, tiny_bundle, CFG, labels_out=labels, agreement_out=agreement)
+    assert r.labels is labels and r.agreement is agreement
+    labels.flush()
+    ref = segment(frame_300x200, tiny_bundle, CFG)
+    assert np.array_equal(np.load(tmp_path / "labels.npy"), ref.labels)
+    assert np.array_equal(np.asarray(agreement), ref.agreement)
+
+
+def test_wrong_output_arrays_are_clear_errors(tiny_bundle, frame_300x200):
+    from napari_pgdiffseg.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"labels_out must be a 300x200 uint8 array"):
+        segment(frame_300x200, tiny_bundle, CFG, labels_out=np.zeros((300, 201), np.uint8))
+    with pytest.raises(ConfigError, match=r"agreement_out must be a 300x200 float32"):
+        segment(frame_300x200, tiny_bundle, CFG, agreement_out=np.zeros((300, 200), np.float64))

@@ -236,6 +236,18 @@ def _one_tile_at_a_time(fn):
     return call
 
 
+def _output(out, shape: tuple[int, int], dtype, name: str):
+    """A new zeroed array, or the caller's `out` after checking its shape and dtype."""
+    if out is None:
+        return np.zeros(shape, dtype)
+    if tuple(getattr(out, "shape", ())) != shape or np.dtype(getattr(out, "dtype", None)) != np.dtype(dtype):
+        raise ConfigError(
+            f"{name} must be a {shape[0]}x{shape[1]} {np.dtype(dtype).name} array (the frame's shape), got "
+            f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', None)}"
+        )
+    return out
+
+
 def batch_invariant_on(config: SegmentConfig, device: torch.device) -> bool:
     """Whether `config` runs the networks one tile at a time on `device`."""
     return config.batch_invariant == "on" or (config.batch_invariant == "auto" and device.type == "cpu")
@@ -248,6 +260,8 @@ def segment(
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
+    labels_out=None,
+    agreement_out=None,
 ) -> SegmentationResult:
     """Segment one 2D QPI frame with PG-DiffSeg.
 
@@ -260,6 +274,10 @@ def segment(
     progress : called with a `Progress` after every network evaluation.
     cancel : a callable returning True, or a `threading.Event`; checked before every
         network evaluation, raising `SegmentationCancelled`.
+    labels_out, agreement_out : optional (H, W) arrays (uint8, float32) to write the labels
+        and agreement into, band by band, e.g. a `np.memmap` or a zarr array on disk: with
+        an input that is read lazily too (a dask/zarr/memmap frame), a frame larger than
+        memory segments. The result then holds these very objects.
     """
     config = config or SegmentConfig()
     card = bundle.card
@@ -281,8 +299,8 @@ def segment(
     ldm_p, ldm_s = run.counted(net_p, "inversion"), run.counted(net_s, "sampling")
 
     H, W = source.shape
-    labels = np.zeros((H, W), np.uint8)
-    agreement = np.zeros((H, W), np.float32)
+    labels = _output(labels_out, (H, W), np.uint8, "labels_out")
+    agreement = _output(agreement_out, (H, W), np.float32, "agreement_out")
     scores = np.zeros((n, H, W), np.float32) if config.return_scores else None
 
     def frame_sink(y0: int, y1: int, block: np.ndarray) -> None:

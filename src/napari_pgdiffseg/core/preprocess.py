@@ -169,12 +169,21 @@ def range_of(frame, norm: Normalization, *, name: str = "image") -> tuple[float,
     return lo, hi
 
 
-def normalize_range(frame: np.ndarray, lo: float, hi: float, norm: Normalization) -> np.ndarray:
-    """Map float32 values so that lo -> -1 and hi -> 1 (clipped if `norm.clip`)."""
+def normalize_range(frame: np.ndarray, lo: float, hi: float, norm: Normalization, *,
+                    inplace: bool = False) -> np.ndarray:
+    """Map float32 values so that lo -> -1 and hi -> 1 (clipped if `norm.clip`).
+
+    inplace: overwrite `frame` (a float32 array the caller owns) instead of allocating a
+    second frame-sized array; the values are the same.
+    """
     # Scale, then shift, with the constants in float64: (frame - lo) overflows float32 for
     # frames spanning more than half of its range (found by the hypothesis tests).
     scale = 2.0 / (float(hi) - float(lo))
-    out = frame * np.float32(scale) - np.float32(float(lo) * scale + 1.0)
+    if inplace and frame.dtype == np.float32:
+        out = np.multiply(frame, np.float32(scale), out=frame)
+        np.subtract(out, np.float32(float(lo) * scale + 1.0), out=out)
+    else:
+        out = frame * np.float32(scale) - np.float32(float(lo) * scale + 1.0)
     if norm.clip:
         np.clip(out, -1.0, 1.0, out=out)
     return out.astype(np.float32, copy=False)

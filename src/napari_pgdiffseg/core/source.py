@@ -55,7 +55,7 @@ class FrameSource:
         else:
             frame = check_frame(np.asarray(image), name=name)
             lo, hi = range_of(frame, norm, name=name)
-            self._src = normalize_range(frame, lo, hi, norm)
+            self._src = normalize_range(frame, lo, hi, norm, inplace=True)  # frame is our own copy
             self.shape = frame.shape
             self.lo, self.hi = lo, hi
 
@@ -80,4 +80,4 @@ class FrameSource:
                 f"{self.name} has NaN/inf pixels in rows {y0}-{y1 - 1}, columns {x0}-{x1 - 1}; fill or mask "
                 "them before segmenting (e.g. np.nan_to_num or inpainting)"
             )
-        return normalize_range(raw, self.lo, self.hi, self._norm)
+        return normalize_range(raw, self.lo, self.hi, self._norm, inplace=True)
