@@ -90,10 +90,13 @@ def test_quick_benchmark_prints_every_table(quick_run):
     _positive([r[headers.index("ms / NFE (median)")] for r in measured])
     assert all(r[headers.index("keep?")].split()[0] in ("baseline", "keep", "no") for r in measured)
 
-    headers, rows = _table(text, "frame | strategy | steps (inversion + sampling)")
-    assert rows[0][0].startswith("256 x 256")
-    for col in ("NFE / tile", "s / frame", "s / tile", "ms / tile / NFE", "peak RSS (MiB)", "VmHWM (MiB)"):
-        _positive([rows[0][headers.index(col)]])
+    headers, rows = _table(text, "frame | batch invariant | strategy")
+    assert [r[0] for r in rows] == ["256 x 256 synthetic"] * 2
+    assert [r[headers.index("batch invariant")] for r in rows] == ["auto", "off"]  # side by side
+    for row in rows:
+        for col in ("NFE / tile", "s / frame", "s / tile", "ms / tile / NFE", "peak RSS (MiB)", "VmHWM (MiB)"):
+            _positive([row[headers.index(col)]])
+    assert "x the time of batched tiles, measured side by side above" in text
 
     assert "Not run (pass --huge)." in text
     assert out.read_text(encoding="utf-8") == text
