@@ -46,9 +46,15 @@ def _labels(out):
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as c, distributed.Client(c) as client:
-        yield c, client
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        yield c
+
+
+def _on_workers(c, fn):
+    """fn() on every worker, through a client of its own (closed before segment_files opens
+    one: one client at a time, as in the CLI)."""
+    with distributed.Client(c.scheduler_address, set_as_default=False) as client:
+        return client.run(fn)
 
 
 def test_local_cluster_writes_every_output_and_the_csv(tiny_bundle_dir, tmp_path):
@@ -80,22 +86,22 @@ def test_local_cluster_writes_every_output_and_the_csv(tiny_bundle_dir, tmp_path
 
 
 def test_each_worker_loads_the_bundle_once(cluster, tiny_bundle_dir, tmp_path):
-    c, client = cluster
+    c = cluster
     paths = _frames(tmp_path / "in", 6)
     rows = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "out", scheduler=c.scheduler_address)
     assert [r["status"] for r in rows] == ["ok"] * 6
-    loads = client.run(lambda: dict(__import__("napari_pgdiffseg.core.distributed", fromlist=["LOADS"]).LOADS))
+    loads = _on_workers(c, lambda: dict(__import__("napari_pgdiffseg.core.distributed", fromlist=["LOADS"]).LOADS))
     assert len(loads) == 2
     assert all(v == {str(tiny_bundle_dir): 1} for v in loads.values())
 
 
 def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(cluster, tiny_bundle_dir, tmp_path):
-    c, client = cluster
+    c = cluster
     paths = _frames(tmp_path / "in", 8)
     reference = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "ref", scheduler=c.scheduler_address)
     assert [r["status"] for r in reference] == ["ok"] * 8
 
-    pids = client.run(os.getpid)
+    pids = _on_workers(c, os.getpid)
     victim = sorted(pids.values())[0]
     killed = []
 
@@ -127,3 +133,36 @@ def test_bad_scheduler_and_in_memory_bundle_are_clear_errors(tiny_bundle, tmp_pa
         segment_files(paths, tiny_bundle, CFG, tmp_path / "out", scheduler="local")
     with pytest.raises(ConfigError, match="workers must be a positive integer"):
         segment_files(paths, None, CFG, tmp_path / "out", scheduler="local", workers=0)
+
+
+def test_cancel_then_restart_on_the_cluster_equals_an_uninterrupted_run(cluster, tiny_bundle_dir, tmp_path):
+    import threading
+
+    from napari_pgdiffseg.core.errors import SegmentationCancelled
+
+    c = cluster
+    paths = _frames(tmp_path / "in", 6)
+    segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "a", scheduler=c.scheduler_address)
+    stop = threading.Event()
+    with pytest.raises(SegmentationCancelled):
+        segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "b", scheduler=c.scheduler_address,
+                      on_file=lambda i, n, row: stop.set(), cancel=stop)
+    partial = _table(tmp_path / "b")
+    assert 1 <= len(partial) < 6 and all(r["status"] == "ok" for r in partial)
+    # (.*.tmp files in b/ at this point could only be those of tasks still running)
+    rows = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "b", scheduler=c.scheduler_address)
+    assert len(rows) == 6 and all(r["status"] in ("ok", "skipped: output exists") for r in rows)
+    a, b = _labels(tmp_path / "a"), _labels(tmp_path / "b")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]
+
+
+def test_a_users_own_client_in_this_process_is_left_alone(cluster, tiny_bundle_dir, tmp_path):
+    c = cluster
+    paths = _frames(tmp_path / "in", 3)
+    with distributed.Client(c.scheduler_address) as mine:  # the process's default client
+        for _ in range(2):  # twice: the batch's own client must not take over the default
+            rows = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "out", scheduler=c.scheduler_address,
+                                 overwrite=True)
+            assert [r["status"] for r in rows] == ["ok"] * 3
+        assert distributed.default_client() is mine and mine.submit(sum, [1, 2]).result() == 3

@@ -141,8 +141,21 @@ def segment_files(
                             workers=workers, on_row=lambda j, row: record(todo[j], row),
                             cancelled=_cancel_fn(cancel), min_area=min_area)
     finally:
+        if scheduler is not None:
+            _remove_temp_files(out_dir, [paths[i] for i in todo])
         write_csv(out_dir / CSV_NAME, [r for r in rows if r is not None], card.class_names)
     return [r for r in rows if r is not None]
+
+
+def _remove_temp_files(out_dir: Path, paths: Sequence[Path]) -> None:
+    """Remove the temporary files of a worker killed mid-write (`atomic_write` names them
+    `.<output name>.*.tmp`); the final names only ever hold complete files."""
+    for path in paths:
+        for tmp in out_dir.glob(f".{output_path(out_dir, path).name}.*.tmp"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def _resolve_bundle(bundle, *, need_weights: bool):

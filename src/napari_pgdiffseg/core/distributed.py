@@ -129,7 +129,7 @@ def open_client(scheduler: str, workers: int | None = None):
         cores = os.cpu_count() or 1
         n = workers or max(1, cores // 2)
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
+        client = Client(cluster, set_as_default=False)
         try:
             yield client, max(1, cores // n)
         finally:
@@ -137,7 +137,8 @@ def open_client(scheduler: str, workers: int | None = None):
             cluster.close()
     else:
         try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            # Not the default client: a user's own client in this process stays theirs.
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError) as e:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
         try:
@@ -172,7 +173,10 @@ def run_distributed(
                           key=f"pgdiffseg-{i}-{p.name}-{time.time_ns()}", retries=1, pure=False): i
             for i, p in enumerate(paths)
         }
-        done = as_completed(futures)
+        # as_completed would take the process's default client's loop; this client is not
+        # the default (another client in this process once gave "bound to a different
+        # event loop" errors), so name its loop.
+        done = as_completed(futures, loop=client.loop)
         while not done.is_empty():
             if cancelled():
                 client.cancel(list(futures))
