@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="spread the files over Dask workers: 'local' starts a LocalCluster on this machine, "
                           "an address (tcp://host:8786) uses a running cluster (default: one file after another here)")
     seg.add_argument("--workers", type=int, default=None,
-                     help="worker processes of --scheduler local (default: one per 2 cores)")
+                     help="worker processes of --scheduler local (default: one per core with one torch thread each; 1 with a GPU)")
     _add_config_args(seg)
     seg.set_defaults(func=cmd_segment)
 

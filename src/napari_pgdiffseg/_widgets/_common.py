@@ -58,7 +58,7 @@ TOOLTIPS: dict[str, str] = {
     "scheduler": "empty: segment here, one file after another; 'local': a Dask LocalCluster of worker "
     "processes on this machine; an address (tcp://host:8786): a running Dask cluster that sees the same "
     "folders. Each worker loads the model once; per-tile progress is then not shown",
-    "workers": "worker processes of the 'local' Dask cluster (0: one per 2 cores)",
+    "workers": "worker processes of the 'local' Dask cluster (0: one per core, one torch thread each; 1 with a GPU)",
     "region": "part of the image the noise is computed on: the centred tile, or what the canvas shows "
     "(cropped to whole tiles, at most 4 x 4 tiles)",
     "strategies": "starting-noise strategies to compare (paper Fig. 3 / Table 3)",

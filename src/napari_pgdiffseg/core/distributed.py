@@ -5,6 +5,7 @@ cluster of our own: dask schedules, retries and reassigns work when a worker die
 
 - Each worker loads the bundle once, when `BundleOnWorker` (a dask `WorkerPlugin`) is set
   up on it, and keeps it for every task; a worker restarted by its nanny loads it again.
+  Tasks run with cores // workers torch threads on a LocalCluster.
 - Each task segments one file (a frame, or a stack of planes kept in one labels file) and
   writes its labels itself, atomically (`core.io.write_tiff`: temp file, then rename). A
   task that dies half-way leaves no output, and a task run twice (its worker died after the
@@ -60,34 +61,33 @@ def _plugin_class():
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class BundleOnWorker(WorkerPlugin):
-        """Load the model bundle once per worker, and set torch's threads for its tasks.
+        """Load the model bundle once per worker (bundle_dir None: the one shipped in the
+        package installed on the worker)."""
 
-        bundle_dir None means the bundle shipped in the package installed on the worker.
-        torch_threads None leaves torch's default (all cores: right for one worker a host).
-        """
-
-        def __init__(self, bundle_dir: str | None, torch_threads: int | None):
+        def __init__(self, bundle_dir: str | None):
             self.bundle_dir = bundle_dir
-            self.torch_threads = torch_threads
             self.name = f"pgdiffseg-bundle-{_key(bundle_dir)}"
 
         def setup(self, worker):
-            import torch
-
-            if self.torch_threads:
-                torch.set_num_threads(self.torch_threads)
             _load(self.bundle_dir)
 
     return BundleOnWorker
 
 
-def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_area: int) -> dict:
+def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_area: int,
+                 torch_threads: int | None = None) -> dict:
     """One task: segment `path` on this worker, write its labels atomically, return its row.
 
     Bad input is returned as an error row; other exceptions propagate so that dask retries.
+    torch_threads is set here, in the task's own thread: OpenMP keeps the thread count per
+    thread, so the plugin's setting (made in another thread) does not reach the tasks.
     """
     from .batch import segment_file
 
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
     bundle = worker_bundle(bundle_dir)
     try:
         row = segment_file(path, bundle, config, out_dir, min_area=min_area)
@@ -111,12 +111,28 @@ def parse_scheduler(scheduler: str, workers: int | None = None) -> str:
     )
 
 
+def default_workers() -> int:
+    """Workers of a LocalCluster: one per core (one torch thread each) on CPUs, one with a GPU.
+
+    On 2 cores, 2 one-thread workers segmented 8 frames 1.7x faster than 1 two-thread
+    worker (benchmarks/results/batch_scaling_cpu.md): OpenMP teams of several threads slow
+    down whenever the worker's own event loop or the scheduler takes a core for a moment.
+    Workers of a LocalCluster share GPU 0; for one worker per GPU start a dask-cuda
+    LocalCUDACluster and pass its address.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return max(1, os.cpu_count() or 1)
+
+
 @contextmanager
 def open_client(scheduler: str, workers: int | None = None):
     """A `distributed.Client` for `scheduler`, closed (with its LocalCluster) on exit.
 
-    'local' starts a LocalCluster of `workers` processes (default: one per 2 cores, at
-    least 1), one task at a time each, torch threads = cores // workers. An address
+    'local' starts a LocalCluster of `workers` processes (default: `default_workers()`),
+    one task at a time each, torch threads = cores // workers. An address
     connects to a running scheduler; its workers keep torch's default threads.
     Yields (client, torch_threads).
     """
@@ -126,12 +142,26 @@ def open_client(scheduler: str, workers: int | None = None):
         raise ConfigError("the Dask scheduler needs the 'distributed' package: pip install distributed") from None
     scheduler = parse_scheduler(scheduler, workers)
     if scheduler == "local":
+        import dask
+
         cores = os.cpu_count() or 1
-        n = workers or max(1, cores // 2)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        n = workers or default_workers()
+        threads = max(1, cores // n)
+        # dask's nanny puts MALLOC_TRIM_THRESHOLD_=65536 into the environment of the workers
+        # (and of this process, before it spawns them). That setting also switches off
+        # glibc's adaptive mmap threshold, so every large tensor is mmap'ed and unmapped
+        # again: segmenting took 2x as long in a worker (benchmarks/batch_scaling.py; 20.2 s
+        # against 11.5 s for an 832 px frame in a spawned process with and without it).
+        key = "distributed.nanny.pre-spawn-environ"
+        trim = dask.config.get(f"{key}.MALLOC_TRIM_THRESHOLD_", None)
+        if trim is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(trim):
+            del os.environ["MALLOC_TRIM_THRESHOLD_"]  # left behind by an earlier cluster
+        with dask.config.set({f"{key}.MALLOC_TRIM_THRESHOLD_": None, f"{key}.OMP_NUM_THREADS": threads,
+                              f"{key}.MKL_NUM_THREADS": threads}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster, set_as_default=False)
         try:
-            yield client, max(1, cores // n)
+            yield client, threads
         finally:
             client.close()
             cluster.close()
@@ -167,9 +197,9 @@ def run_distributed(
     from distributed import as_completed
 
     with open_client(scheduler, workers) as (client, threads):
-        client.register_plugin(_plugin_class()(bundle_dir, threads))
+        client.register_plugin(_plugin_class()(bundle_dir))
         futures = {
-            client.submit(segment_task, str(p), bundle_dir, config, str(out_dir), min_area,
+            client.submit(segment_task, str(p), bundle_dir, config, str(out_dir), min_area, threads,
                           key=f"pgdiffseg-{i}-{p.name}-{time.time_ns()}", retries=1, pure=False): i
             for i, p in enumerate(paths)
         }
