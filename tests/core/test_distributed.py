@@ -166,3 +166,31 @@ def test_a_users_own_client_in_this_process_is_left_alone(cluster, tiny_bundle_d
                                  overwrite=True)
             assert [r["status"] for r in rows] == ["ok"] * 3
         assert distributed.default_client() is mine and mine.submit(sum, [1, 2]).result() == 3
+
+
+def test_failed_tasks_are_retried_once_then_recorded(tiny_bundle_dir, tmp_path, monkeypatch):
+    from collections import Counter
+    from pathlib import Path
+
+    from napari_pgdiffseg.core import batch
+
+    calls = Counter()
+    real = batch.segment_file
+
+    def flaky(path, *args, **kwargs):  # the workers below are threads of this process
+        name = Path(path).name
+        calls[name] += 1
+        if name == "f0.tif" and calls[name] == 1:
+            raise OSError("a network share went away for a moment")
+        if name == "f1.tif":
+            raise RuntimeError("always fails")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "segment_file", flaky)
+    paths = _frames(tmp_path / "in", 3)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        rows = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "out", scheduler=c.scheduler_address)
+    assert rows[0]["status"] == "ok" and calls["f0.tif"] == 2  # failed, retried, done
+    assert rows[1]["status"] == "error: RuntimeError: always fails" and calls["f1.tif"] == 2  # tried twice
+    assert rows[2]["status"] == "ok" and calls["f2.tif"] == 1
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_labels.tif")) == ["f0_labels.tif", "f2_labels.tif"]

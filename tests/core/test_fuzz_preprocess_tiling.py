@@ -51,3 +51,31 @@ def test_extreme_but_finite_values_normalise_to_finite_values():
     for arr in (a, b):
         out = normalize(check_frame(arr), Normalization())
         assert np.isfinite(out).all() and -1.5 < out.min() < out.max() < 1.5
+
+
+@FUZZ
+@given(st.integers(16, 300), st.integers(16, 300), st.sampled_from([64, 128, 256]), st.integers(0, 16),
+       st.sampled_from([np.uint8, np.int16, np.float32, np.float64]), st.integers(0, 2**31 - 1))
+def test_frame_source_tiles_equal_padded_frame_tiles_in_memory_and_lazily(h, w, tile, overlap_q, dtype, seed):
+    import dask.array as da
+
+    from napari_pgdiffseg.core import preprocess, source
+
+    overlap = min(4 * overlap_q, tile // 2)
+    frame = (np.random.default_rng(seed).normal(size=(h, w)) * 50 + 100).astype(dtype)
+    if float(frame.max()) == float(frame.min()):
+        return
+    norm = Normalization()
+    grid = TileGrid(h, w, tile=tile, overlap=overlap)
+    padded = grid.pad(normalize(check_frame(frame), norm))
+    eager = source.FrameSource(frame, norm)
+    saved = source.LAZY_MIN_PIXELS, preprocess.MAX_STATS_PIXELS
+    source.LAZY_MIN_PIXELS, preprocess.MAX_STATS_PIXELS = h * w - 1, h * w  # lazy reads, exact percentiles
+    try:
+        lazy = source.FrameSource(da.from_array(frame, chunks=37), norm)
+        assert lazy.lazy and not eager.lazy
+    finally:
+        source.LAZY_MIN_PIXELS, preprocess.MAX_STATS_PIXELS = saved
+    for (y, x), expected in grid.iter_tiles(padded):
+        assert np.array_equal(eager.tile(y, x, tile), expected)
+        assert np.array_equal(lazy.tile(y, x, tile), expected)
