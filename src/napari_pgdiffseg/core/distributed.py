@@ -150,8 +150,8 @@ def open_client(scheduler: str, workers: int | None = None):
         # dask's nanny puts MALLOC_TRIM_THRESHOLD_=65536 into the environment of the workers
         # (and of this process, before it spawns them). That setting also switches off
         # glibc's adaptive mmap threshold, so every large tensor is mmap'ed and unmapped
-        # again: segmenting took 2x as long in a worker (benchmarks/batch_scaling.py; 20.2 s
-        # against 11.5 s for an 832 px frame in a spawned process with and without it).
+        # again: an 832 px frame took 1.79x as long with it (benchmarks/malloc_trim.py:
+        # 20.6 s against 11.5 s in a fresh process, one torch thread).
         key = "distributed.nanny.pre-spawn-environ"
         trim = dask.config.get(f"{key}.MALLOC_TRIM_THRESHOLD_", None)
         if trim is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(trim):
