@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _frames(data: Path, n: int, tmp: Path) -> tuple[list[Path], str]:
+def _frames(data: Path, n: int, tmp: Path, size: int = 832) -> tuple[list[Path], str]:
     files = sorted(p for p in data.rglob("*.png")) if data.is_dir() else []
     if files:
         # Alternate the two cell lines, evenly spread over each folder.
@@ -48,9 +48,9 @@ def _frames(data: Path, n: int, tmp: Path) -> tuple[list[Path], str]:
     out = []
     for i in range(n):
         p = tmp / f"synthetic_{i}.tif"
-        tifffile.imwrite(p, make_frame(100 + i, SyntheticConfig(shape=(832, 832)))[0])
+        tifffile.imwrite(p, make_frame(100 + i, SyntheticConfig(shape=(size, size)))[0])
         out.append(p)
-    return out, f"{n} synthetic 832 x 832 frames (no real data at {data})"
+    return out, f"{n} synthetic {size} x {size} frames (no real data at {data})"
 
 
 def _labels(folder: Path) -> dict[str, np.ndarray]:
@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data" /
                     "qpi-live-dead")
     ap.add_argument("--workers", default="1,2", help="LocalCluster sizes to time (comma-separated)")
+    ap.add_argument("--size", type=int, default=832, help="synthetic frame size, used when --data has no frames")
     ap.add_argument("--out", type=Path, help="also write the Markdown to this file")
     args = ap.parse_args(argv)
 
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="pgdiffseg-scaling-"))
     try:
-        files, what = _frames(args.data.resolve(), args.frames, tmp)
+        files, what = _frames(args.data.resolve(), args.frames, tmp, args.size)
         config = SegmentConfig(noise_metrics=False, device="cpu")
         cores = os.cpu_count() or 1
         runs = []

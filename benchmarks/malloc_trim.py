@@ -24,7 +24,7 @@ DASK_VALUE = "65536"
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "qpi-live-dead" / "HeLa" / "0000.png"
 
 
-def _segment_once(image: str) -> float:
+def _segment_once(image: str, size: int = 832) -> float:
     import torch
 
     from napari_pgdiffseg import SegmentConfig, segment
@@ -34,7 +34,7 @@ def _segment_once(image: str) -> float:
 
     torch.set_num_threads(1)
     bundle = load_default_bundle()
-    frame = read_image(image) if Path(image).is_file() else make_frame(0, SyntheticConfig(shape=(832, 832)))[0]
+    frame = read_image(image) if Path(image).is_file() else make_frame(0, SyntheticConfig(shape=(size, size)))[0]
     cfg = SegmentConfig(noise_metrics=False, device="cpu")
     segment(frame[:256, :256], bundle, cfg)  # warm-up
     t0 = time.perf_counter()
@@ -42,13 +42,13 @@ def _segment_once(image: str) -> float:
     return time.perf_counter() - t0
 
 
-def _in_fresh_process(image: str, trim: str | None) -> float:
+def _in_fresh_process(image: str, trim: str | None, size: int) -> float:
     saved = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     if trim is not None:
         os.environ["MALLOC_TRIM_THRESHOLD_"] = trim  # read by glibc when the process starts
     try:
         with mp.get_context("spawn").Pool(1) as pool:
-            return pool.apply(_segment_once, (image,))
+            return pool.apply(_segment_once, (image, size))
     finally:
         os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
         if saved is not None:
@@ -60,18 +60,19 @@ def main(argv=None) -> int:
     ap.add_argument("--image", default=str(DEFAULT_IMAGE), help="frame to segment (default: a real HeLa frame; "
                     "a synthetic 832 px frame when it is missing)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--size", type=int, default=832, help="synthetic frame size, used when --image is missing")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     times = {"unset (glibc default)": [], f"MALLOC_TRIM_THRESHOLD_={DASK_VALUE} (dask's worker default)": []}
     for _ in range(args.repeats):
         for label, trim in zip(times, (None, DASK_VALUE)):
-            times[label].append(_in_fresh_process(args.image, trim))
+            times[label].append(_in_fresh_process(args.image, trim, args.size))
     base = statistics.median(next(iter(times.values())))
     lines = [
         "# Segmentation time with and without MALLOC_TRIM_THRESHOLD_",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; one torch "
-        f"thread; frame {args.image if Path(args.image).is_file() else 'synthetic 832 x 832'}; default "
+        f"thread; frame {args.image if Path(args.image).is_file() else f'synthetic {args.size} x {args.size}'}; default "
         "SegmentConfig (noise metrics off); fresh spawned process per run, runs alternated.",
         "",
         "| environment | runs | s / frame (median) | vs unset |",

@@ -6,6 +6,8 @@ thread: on shared cores a 2-thread torch waits on a descheduled thread and runs 
 slower, which would only make this test slow.
 """
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +102,20 @@ def test_quick_benchmark_prints_every_table(quick_run):
 
     assert "Not run (pass --huge)." in text
     assert out.read_text(encoding="utf-8") == text
+
+
+@pytest.mark.slow
+def test_batch_scaling_and_malloc_trim_scripts_print_their_tables(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "scaling.md"
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "batch_scaling.py"), "--data", str(tmp_path / "none"),
+                           "--size", "200", "--frames", "2", "--workers", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [ln for ln in out.read_text().splitlines() if ln.startswith("| this process") or ln.startswith("| Dask")]
+    assert len(rows) == 2 and all(re.search(r"\| [0-2]/2 \|$", r.rstrip()) for r in rows)
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "malloc_trim.py"), "--image", "none",
+                           "--size", "128", "--repeats", "1"], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| unset (glibc default) | 1 |" in done.stdout and "MALLOC_TRIM_THRESHOLD_=65536" in done.stdout
