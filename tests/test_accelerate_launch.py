@@ -72,3 +72,18 @@ def test_two_data_parallel_processes_write_one_bundle(plain, tmp_path):
     a, b = load_file(out / WEIGHTS), load_file(plain / WEIGHTS)
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert not [p for p in out.parent.rglob("*.tmp")]  # no half-written checkpoint left
+
+
+def test_bf16_mixed_precision_on_cpu_trains_float32_weights_that_differ_from_fp32(plain, tmp_path):
+    out = tmp_path / "bundle"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*TRAIN, "--out", str(out), "--mixed-precision", "bf16"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert _card(out)["config"]["mixed_precision"] == "bf16"
+    a, b = load_file(out / WEIGHTS), load_file(plain / WEIGHTS)
+    assert {v.dtype for v in a.values()} == {torch.float32}  # fp32 master weights, bf16 autocast
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # autocast changed the arithmetic
+    assert main(["info", "--bundle", str(out)]) == 0

@@ -107,7 +107,13 @@ def _accelerator(cfg: TrainConfig):
     from .devices import resolve_device
 
     device = resolve_device(cfg.device)
-    process_state(cfg.device)
+    if process_state(cfg.device).num_processes == 1:
+        # accelerate keeps one AcceleratorState per process and refuses another mixed
+        # precision later (e.g. a bf16 training after an fp32 one in the same Python
+        # session); a single process may start afresh.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state()
     return Accelerator(
         cpu=device.type == "cpu",
         mixed_precision=cfg.mixed_precision,
