@@ -21,7 +21,7 @@ from .bundle import Bundle
 from .data import read_image
 from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
 from .io import atomic_write, write_tiff
-from .pipeline import CancelCheck, Progress, SegmentConfig, _cancel_fn, segment_stack
+from .pipeline import CancelCheck, Progress, SegmentConfig, cancel_check, segment_stack
 from .preprocess import as_planes
 from .summary import summarize_planes
 
@@ -139,7 +139,7 @@ def segment_files(
 
             run_distributed([paths[i] for i in todo], bundle_dir, config, out_dir, scheduler=scheduler,
                             workers=workers, on_row=lambda j, row: record(todo[j], row),
-                            cancelled=_cancel_fn(cancel), min_area=min_area)
+                            cancelled=cancel_check(cancel), min_area=min_area)
     finally:
         if scheduler is not None:
             _remove_temp_files(out_dir, [paths[i] for i in todo])

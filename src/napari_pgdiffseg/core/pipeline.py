@@ -169,7 +169,8 @@ ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool] | threading.Event
 
 
-def _cancel_fn(cancel: CancelCheck | None) -> Callable[[], bool]:
+def cancel_check(cancel: CancelCheck | None) -> Callable[[], bool]:
+    """A callable that says whether to stop, from None, a callable or a threading.Event."""
     if cancel is None:
         return lambda: False
     if isinstance(cancel, threading.Event):
@@ -290,7 +291,7 @@ def segment(
     k = config.ensemble
     grid = TileGrid(source.shape[0], source.shape[1], card.tile_size, config.overlap, DOWNSAMPLE_FACTOR)
     lgrid = grid.scaled(DOWNSAMPLE_FACTOR)
-    run = _Run(bundle, config, grid, progress, _cancel_fn(cancel))
+    run = _Run(bundle, config, grid, progress, cancel_check(cancel))
     scheduler = bundle.make_scheduler()
     noise_cfg = config.noise
     net_p, net_s, encode = bundle.ldm_p, bundle.ldm_s, lambda x: encode_latents(bundle.autoencoder, x)
@@ -420,7 +421,7 @@ def compute_noise(
     and raises SegmentationCancelled.
     """
     noise.validate(bundle.num_train_timesteps)
-    cancelled = _cancel_fn(cancel)
+    cancelled = cancel_check(cancel)
     source = FrameSource(image, bundle.card.normalization)
     t = bundle.card.tile_size
     H, W = source.shape

@@ -5,8 +5,8 @@ array, e.g. a napari layer; a zarr array; a tifffile or numpy memmap) and is lar
 `LAZY_MIN_PIXELS` is never read whole: its dtype and shape are checked from metadata, the
 normalisation's percentiles come from a strided sample (the same sample a numpy frame of
 that size uses, so both give the same labels), and each tile reads only its own window,
-checked for NaN/inf when it is read. Outputs (labels, agreement) are still whole frames:
-5 bytes a pixel.
+checked for NaN/inf when it is read. `segment` writes labels and agreement into whole-frame
+arrays (5 bytes a pixel) unless it is given `labels_out` / `agreement_out` arrays on disk.
 
 Tiles past the bottom/right edge are mirrored ('symmetric', as `np.pad` does) by index,
 so no padded copy of the frame is ever made.
