@@ -90,7 +90,7 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t0
             if any(r["status"] != "ok" for r in rows):
                 raise SystemExit(f"a file failed on the cluster: {rows}")
-            runs.append((f"Dask LocalCluster", n, max(1, cores // n), wall, out))
+            runs.append(("Dask LocalCluster", n, max(1, cores // n), wall, out))
         ref = _labels(tmp / "here")
         base = runs[0][3]
         lines = [

@@ -357,7 +357,7 @@ def cmd_evaluate(args) -> int:
 
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                f"torch {torch.__version__}, device {args.device}")
-    header = [f"# pgdiffseg evaluate", "", f"Command: `pgdiffseg {' '.join(args.argv)}`", "",
+    header = ["# pgdiffseg evaluate", "", f"Command: `pgdiffseg {' '.join(args.argv)}`", "",
               f"Data: {data_desc}. Folds: {args.folds} (split by frame, seed {args.seed}). Machine: {machine}.", ""]
     md = list(header)
     per_run = {}
