@@ -28,12 +28,12 @@ def _segment_once(image: str, size: int = 832) -> float:
     import torch
 
     from napari_pgdiffseg import SegmentConfig, segment
-    from napari_pgdiffseg.core.bundle import load_default_bundle
+    from napari_pgdiffseg.core.bundle import load_model
     from napari_pgdiffseg.core.data import read_image
     from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
 
     torch.set_num_threads(1)
-    bundle = load_default_bundle()
+    bundle = load_model("synthetic-demo")
     frame = read_image(image) if Path(image).is_file() else make_frame(0, SyntheticConfig(shape=(size, size)))[0]
     cfg = SegmentConfig(noise_metrics=False, device="cpu")
     segment(frame[:256, :256], bundle, cfg)  # warm-up

@@ -319,12 +319,12 @@ def _child(case: dict) -> dict:
     import torch
 
     from napari_pgdiffseg import SegmentConfig, segment
-    from napari_pgdiffseg.core.bundle import load_default_bundle
+    from napari_pgdiffseg.core.bundle import load_model
     from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
 
     if case.get("threads"):
         torch.set_num_threads(int(case["threads"]))
-    bundle = load_default_bundle()
+    bundle = load_model("synthetic-demo")
     size = int(case["size"])
     outputs = {}
     if case["kind"] == "frame":
@@ -612,7 +612,7 @@ def main(argv=None) -> int:
     import torch
 
     from napari_pgdiffseg import SegmentConfig
-    from napari_pgdiffseg.core.bundle import create_bundle, load_default_bundle
+    from napari_pgdiffseg.core.bundle import create_bundle, load_model
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -624,7 +624,7 @@ def main(argv=None) -> int:
     peak = matmul_gflops(2048, repeats=2 if quick else 5)
     conv = conv_gflops(repeats=2 if quick else 5)
 
-    bundle = load_default_bundle()
+    bundle = load_model("synthetic-demo")
     rows = bench_unets(bundle, "shipped (small)", batches, warmup, repeats)
     variants = bench_variants(bundle, 4, warmup, repeats if quick else 7, do_compile=not quick,
                               threads=threads, other_threads=not quick)

@@ -9,7 +9,7 @@ import pytest
 
 import napari_pgdiffseg
 from napari_pgdiffseg import SegmentConfig, segment
-from napari_pgdiffseg.core.bundle import load_default_bundle
+from napari_pgdiffseg.core.bundle import load_model
 from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
 
 PACKAGE = Path(napari_pgdiffseg.__file__).parent
@@ -44,7 +44,7 @@ def no_network(monkeypatch):
 def test_shipped_bundle_loads_and_segments_with_sockets_blocked(no_network):
     with pytest.raises(OSError, match="offline test"):
         socket.create_connection(("example.org", 80))
-    bundle = load_default_bundle()
+    bundle = load_model("synthetic-demo")
     image, truth = make_frame(5, SyntheticConfig(shape=(96, 128)))
     r = segment(image, bundle, SegmentConfig(inversion_steps=2, sampling_steps=2, device="cpu"))
     assert r.labels.shape == (96, 128) and set(np.unique(r.labels)) <= {0, 1, 2}

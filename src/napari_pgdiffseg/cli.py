@@ -36,10 +36,19 @@ def _config_from_args(args) -> SegmentConfig:
     return SegmentConfig(**{n: getattr(args, n) for n in names})
 
 
-def _load(bundle_arg: str | None):
-    from .core.bundle import load_bundle, load_default_bundle
+def _add_model_arg(p: argparse.ArgumentParser, nargs=None) -> None:
+    from .core.bundle import DEFAULT_MODEL
 
-    return load_default_bundle() if bundle_arg is None else load_bundle(bundle_arg)
+    kw = {"nargs": nargs} if nargs else {}
+    p.add_argument("--model", "--bundle", dest="model", default=None, metavar="NAME|FOLDER", **kw,
+                   help=f"a shipped model (`pgdiffseg models`) or a bundle folder (default: {DEFAULT_MODEL}); "
+                        "--bundle is the old name")
+
+
+def _load(model: str | None):
+    from .core.bundle import load_model
+
+    return load_model(model)
 
 
 def _expand_inputs(inputs: list[str], pattern: str) -> list[Path]:
@@ -61,11 +70,12 @@ def cmd_segment(args) -> int:
     from tqdm import tqdm
 
     from .core.batch import CSV_NAME, segment_files
+    from .core.bundle import resolve_model
 
     config = _config_from_args(args)
     files = _expand_inputs(args.inputs, args.glob)
     # With a Dask scheduler the workers load the bundle (once each); here only its card is read.
-    bundle = _load(args.bundle) if args.scheduler is None else args.bundle
+    bundle = _load(args.model) if args.scheduler is None else resolve_model(args.model)
     bar = tqdm(total=len(files), unit="file", disable=args.quiet)
     tile_bar = tqdm(unit="eval", leave=False, disable=args.quiet)
 
@@ -113,7 +123,7 @@ def cmd_demo(args) -> int:
         write_tiff(out / f"{name}.tif", image)
         write_tiff(out / f"{name}_truth.tif", truth)
     config = _config_from_args(args)
-    bundle = _load(args.bundle)
+    bundle = _load(args.model)
     bar = tqdm(unit="eval", desc=f"{name} ({config.strategy})", disable=args.quiet)
 
     def progress(p):
@@ -138,8 +148,39 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    """The shipped models: what each labels, for which imaging, trained on what, held-out scores."""
+    from .core.bundle import DEFAULT_MODEL, MODELS_DIR, peek_bundle, shipped_models
+
+    names = shipped_models()
+    if not names:
+        raise PGDiffSegError(f"no models are installed in {MODELS_DIR}; reinstall napari-pgdiffseg")
+    entries = []
+    for name in names:
+        card, _ = peek_bundle(MODELS_DIR / name)
+        entries.append({"name": name, "default": name == DEFAULT_MODEL, "labels": card.mask_definition,
+                        "modality": card.modality, "classes": list(card.class_names),
+                        "description": card.description, "training_data": card.scores.get("training_data", ""),
+                        "held_out": {k: v for k, v in card.scores.items() if k != "training_data"},
+                        "path": str(MODELS_DIR / name)})
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    for e in entries:
+        print(f"{e['name']}{' (default)' if e['default'] else ''}")
+        print(f"  labels:    {e['labels']}; classes {', '.join(e['classes'])}")
+        print(f"  imaging:   {e['modality']}")
+        if e["description"]:
+            print(f"  use:       {e['description']}")
+        if e["training_data"]:
+            print(f"  trained:   {e['training_data']}")
+        for k, v in e["held_out"].items():
+            print(f"  {k}: {v}")
+    return 0
+
+
 def cmd_info(args) -> int:
-    bundle = _load(args.bundle)
+    bundle = _load(args.model)
     from .core.models import count_parameters
 
     info = bundle.card.to_dict()
@@ -179,10 +220,10 @@ def cmd_train(args) -> int:
     if args.accelerate is not None:
         return _relaunch_with_accelerate(args)
 
-    from .core.bundle import load_bundle
-    from .core.data import parse_label_map
-    from .core.synthetic import SyntheticConfig
-    from .core.training import STAGES, StageConfig, TrainConfig, build_training_data, process_state, train_bundle
+    from .core.bundle import BundleCard, default_colors, load_model
+    from .core.training import (
+        STAGES, StageConfig, TrainConfig, build_training_data, process_state, train_bundle, with_classes,
+    )
 
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     bad = set(stages) - set(STAGES)
@@ -200,38 +241,51 @@ def cmd_train(args) -> int:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         checkpoint_every=args.checkpoint_every,
     )
-    label_map = parse_label_map(args.label_map) if args.label_map else None
-    synth_cfg = SyntheticConfig(difficulty=args.synthetic_difficulty)
+    start = load_model(args.start_from) if args.start_from else None
+    names = _class_names(args, start.card if start is not None else None)
     unlabelled, labelled, desc = build_training_data(
-        args.data, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
-        synthetic_config=synth_cfg, label_map=label_map, seed=args.seed,
+        args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
+        synthetic_config=_synthetic_config(args), synthetic_kind=args.synthetic_kind, label_map=_label_map(args),
+        n_classes=len(names), seed=args.seed, stride=args.stride,
     )
     main_process = process_state(args.device).is_main_process  # one of several under `accelerate launch`
     if main_process:
         print(f"training data: {desc['tiles_unlabelled']} tiles for autoencoder/LDM-P, "
               f"{desc['tiles_labelled']} labelled tiles for LDM-S")
-    start = load_bundle(args.start_from) if args.start_from else None
+    if start is not None:
+        card = with_classes(start, names).card
+    else:
+        card = BundleCard(class_names=names, colors=default_colors(len(names)))
+    card = dataclasses.replace(card, mask_definition=args.mask_definition or card.mask_definition,
+                               modality=args.modality or card.modality)
     provenance = {"command": "pgdiffseg " + " ".join(shlex.quote(a) for a in args.argv), "data": desc}
     _, reports = train_bundle(cfg, unlabelled, labelled, args.out, stages=stages, start_from=start,
                               pretrained_autoencoder=args.pretrained_autoencoder, provenance=provenance,
-                              resume=not args.no_resume)
+                              card=card, resume=not args.no_resume)
     if main_process:
         print(f"bundle written to {args.out}")
     return 0
 
 
+def _synthetic_config(args):
+    """The classic generator's config from --synthetic-difficulty; the others use their defaults."""
+    if args.synthetic_kind != "classic":
+        return None
+    from .core.synthetic import SyntheticConfig
+
+    return SyntheticConfig(difficulty=args.synthetic_difficulty)
+
+
 def cmd_train_baseline(args) -> int:
     from .core.baseline import BaselineConfig, train_baseline
-    from .core.data import parse_label_map
-    from .core.synthetic import SyntheticConfig
     from .core.training import build_training_data
 
     cfg = BaselineConfig(backbone=args.backbone, steps=args.steps, batch_size=args.batch, lr=args.lr,
                          seed=args.seed, crop=args.crop, device=args.device)
-    label_map = parse_label_map(args.label_map) if args.label_map else None
     _, labelled, desc = build_training_data(
-        args.data, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
-        synthetic_config=SyntheticConfig(difficulty=args.synthetic_difficulty), label_map=label_map, seed=args.seed,
+        args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
+        synthetic_config=_synthetic_config(args), synthetic_kind=args.synthetic_kind, label_map=_label_map(args),
+        n_classes=len(_class_names(args)), seed=args.seed,
     )
     if labelled is None:
         raise PGDiffSegError("the U-Net baseline needs labelled frames: give --data folders with masks or --synthetic N")
@@ -241,56 +295,78 @@ def cmd_train_baseline(args) -> int:
     return 0
 
 
-def _evaluation_frames(args):
-    """(images, masks, description) from --data folders and/or --synthetic frames."""
-    from .core.data import find_frames, parse_label_map, read_image, read_mask
-    from .core.synthetic import SyntheticConfig, make_dataset
+def _evaluation_frames(args, class_names):
+    """(images, masks, true instances, description) from --data/--masks folders and/or --synthetic frames.
 
-    label_map = parse_label_map(args.label_map) if args.label_map else None
-    images, masks, parts = [], [], []
-    for d in args.data:
-        frames = [f for f in find_frames(d) if f.mask_path is not None]
-        if not frames:
-            raise PGDiffSegError(f"{d} holds no image/mask pairs to evaluate on (images/ + masks/, or NAME_mask.tif)")
-        images += [read_image(f.image_path) for f in frames]
-        masks += [read_mask(f.mask_path, label_map=label_map) for f in frames]
-        parts.append(f"{len(frames)} labelled frames of {d}")
+    The same loader as training (`data.read_frames`), so a frame is read one way everywhere.
+    """
+    from .core.data import mask_instances, read_frames
+    from .core.synthetic import make_synthetic
+
+    images, masks, instances, parts = [], [], [], []
+    if args.data:
+        frames = read_frames(args.data, args.masks, label_map=_label_map(args), n_classes=len(class_names),
+                             labelled_only=True)
+        images, masks, instances = list(frames.images), list(frames.masks), list(frames.instances)
+        parts.append(f"{len(frames)} labelled frames of {', '.join(args.data)}"
+                     + (f" (masks {', '.join(args.masks)})" if args.masks else ""))
     if args.synthetic:
-        cfg = SyntheticConfig(shape=(args.synthetic_size, args.synthetic_size), difficulty=args.synthetic_difficulty)
-        si, sm = make_dataset(args.synthetic, args.synthetic_seed, cfg)
+        size = (args.synthetic_size, args.synthetic_size)
+        si, sm, _ = make_synthetic(args.synthetic_kind, args.synthetic, args.synthetic_seed, _synthetic_config(args),
+                                   shape=size, n_classes=len(class_names))
         images += list(si)
         masks += list(sm)
-        parts.append(f"{args.synthetic} synthetic frames of {args.synthetic_size}x{args.synthetic_size} "
-                     f"(seed {args.synthetic_seed}, difficulty {args.synthetic_difficulty})")
+        instances += [mask_instances(m) for m in sm]
+        parts.append(f"{args.synthetic} synthetic {args.synthetic_kind} frames of {size[0]}x{size[1]} "
+                     f"(seed {args.synthetic_seed}" + (f", difficulty {args.synthetic_difficulty})"
+                                                        if args.synthetic_kind == "classic" else ")"))
     if not images:
         raise PGDiffSegError("nothing to evaluate on: give --data folders with masks and/or --synthetic N")
-    return images, masks, "; ".join(parts)
+    return images, masks, instances, "; ".join(parts)
 
 
-def _fold_trainer(args, out: Path):
-    """train_fold(images, masks, fold) -> (bundle, baseline predict or None) for --train-folds."""
-    from .core.data import Augment, TileDataset
-    from .core.training import StageConfig, TrainConfig, train_bundle
+def _fold_trainer(args, out: Path, class_names):
+    """train_fold(images, masks, fold) -> (bundle, baseline predict or None) for --train-folds.
+
+    With --start-from, each fold fine-tunes that model (only --stages); --train-synthetic N
+    adds N synthetic frames (--synthetic-kind, seed --synthetic-seed + 1000) to every fold's
+    training frames, never to its test frames.
+    """
+    from .core.bundle import load_model
+    from .core.data import FrameSet
+    from .core.training import StageConfig, TrainConfig, build_training_data, train_bundle, with_classes
 
     cfg = TrainConfig(
         preset=args.preset, prediction_type=args.prediction_type,
         autoencoder=StageConfig(args.steps_autoencoder, 16, 64, 1e-3),
         ldm_p=StageConfig(args.steps_ldm_p, 16, 128, 2e-4),
-        ldm_s=StageConfig(args.steps_ldm_s, 16, 128, 2e-4),
+        ldm_s=StageConfig(args.steps_ldm_s, 16, args.crop_ldm, args.lr_ldm),
         seed=args.seed, device=args.device,
     )
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
 
     def train_fold(images, masks, fold):
-        common = dict(tile_size=args.tile_size, augment=Augment(), seed=args.seed)
-        unlabelled = TileDataset.from_arrays(images, None, load_masks=False, **common)
-        labelled = TileDataset.from_arrays(images, masks, require_masks=True, **common)
-        bundle, _ = train_bundle(cfg, unlabelled, labelled, out / f"fold{fold}" / "bundle",
-                                 provenance={"command": "pgdiffseg " + " ".join(args.argv), "fold": fold})
+        frames = FrameSet(list(images), list(masks), [None] * len(images), [f"train frame {i}" for i in range(len(images))])
+        unlabelled, labelled, desc = build_training_data(
+            frames=frames, synthetic_frames=args.train_synthetic, synthetic_seed=args.synthetic_seed + 1000,
+            synthetic_kind=args.synthetic_kind, synthetic_config=_synthetic_config(args),
+            n_classes=len(class_names), tile_size=args.tile_size, stride=args.stride, seed=args.seed,
+        )
+        start = with_classes(load_model(args.start_from), tuple(class_names)) if args.start_from else None
+        card = None
+        if start is None:
+            from .core.bundle import BundleCard, default_colors
+
+            card = BundleCard(class_names=tuple(class_names), colors=default_colors(len(class_names)))
+        bundle, _ = train_bundle(cfg, unlabelled, labelled, out / f"fold{fold}" / "bundle", stages=stages,
+                                 start_from=start, card=card,
+                                 provenance={"command": "pgdiffseg " + " ".join(args.argv), "fold": fold, "data": desc})
         predict = None
         if args.baseline_steps:
             from .core.baseline import BaselineConfig, train_baseline
 
-            bcfg = BaselineConfig(steps=args.baseline_steps, seed=args.seed, device=args.device)
+            bcfg = BaselineConfig(steps=args.baseline_steps, seed=args.seed, device=args.device,
+                                  crop=args.baseline_crop)
             model, _ = train_baseline(labelled, bcfg, out / f"fold{fold}" / "unet_baseline")
             predict = _baseline_predict(model, args)
         return bundle.to("cpu"), predict
@@ -311,7 +387,7 @@ def cmd_evaluate(args) -> int:
 
     import torch
 
-    from .core.bundle import load_bundle, load_default_bundle
+    from .core.bundle import DEFAULT_MODEL, load_model, peek_bundle, resolve_model
     from .core.evaluation import TABLES, cross_validate, csv_text, markdown_table, method_tables
     from .core.io import atomic_write
 
@@ -321,7 +397,13 @@ def cmd_evaluate(args) -> int:
         raise PGDiffSegError(f"unknown table(s) {', '.join(sorted(bad))}; choose from {', '.join(TABLES)}")
     if args.train_folds and args.folds < 2:
         raise PGDiffSegError("--train-folds needs --folds 2 or more")
-    images, masks, data_desc = _evaluation_frames(args)
+    models = args.model or [None]
+    if args.train_folds:
+        card = peek_bundle(resolve_model(args.start_from))[0] if args.start_from else None
+    else:
+        card = peek_bundle(resolve_model(models[0]))[0]
+    class_names = _class_names(args, card)
+    images, masks, instances, data_desc = _evaluation_frames(args, class_names)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base = SegmentConfig(device=args.device, tile_batch=args.tile_batch, seed=args.seed)
@@ -334,7 +416,8 @@ def cmd_evaluate(args) -> int:
 
     def all_rows(predict):
         rows = method_tables(args.inversion_steps, args.sampling_steps, base, baseline=predict,
-                             nfe_sampling=args.nfe_sampling, nfe_inversion=args.nfe_inversion, mix=args.mix)
+                             nfe_sampling=args.nfe_sampling, nfe_inversion=args.nfe_inversion, mix=args.mix,
+                             otsu=args.otsu)
         return [(t, m) for t in tables for m in rows[t]]
 
     def methods_for(predict):
@@ -350,10 +433,10 @@ def cmd_evaluate(args) -> int:
                                  f"rows: {', '.join(known)}")
 
     if args.train_folds:
-        runs = [(f"trained per fold ({args.preset}, LDM-S predicts {args.prediction_type})", None)]
+        what = f"fine-tuned from {args.start_from} ({args.stages})" if args.start_from else f"{args.preset}, from scratch"
+        runs = [(f"trained per fold ({what}, LDM-S predicts {args.prediction_type})", None)]
     else:
-        paths = args.bundle or [None]
-        runs = [(p or "shipped bundle", load_default_bundle() if p is None else load_bundle(p)) for p in paths]
+        runs = [(p or DEFAULT_MODEL, load_model(p)) for p in models]
 
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                f"torch {torch.__version__}, device {args.device}")
@@ -371,8 +454,8 @@ def cmd_evaluate(args) -> int:
             return [m for _, m in tagged]
 
         scores = cross_validate(
-            images, masks, rows, folds=args.folds, seed=args.seed, bundle=bundle, baseline=baseline,
-            train_fold=_fold_trainer(args, out) if args.train_folds else None,
+            images, masks, rows, folds=args.folds, seed=args.seed, instances=instances, bundle=bundle,
+            baseline=baseline, train_fold=_fold_trainer(args, out, class_names) if args.train_folds else None,
             on_frame=None if args.quiet else (lambda name, i, n: print(f"  {name}: frame {i + 1}/{n}", file=sys.stderr)),
         )
         ptype = bundle.card.prediction_type if bundle is not None else args.prediction_type
@@ -428,25 +511,57 @@ def _slug(text: str) -> str:
 
 
 def _add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficulty: float, data_help: str) -> None:
-    """--data folders, --label-map and --synthetic frames: shared by train, train-baseline, evaluate."""
+    """--data/--masks folders, --label-map, --classes and --synthetic frames: shared by train, train-baseline, evaluate."""
+    from .core.data import LABEL_MAP_NAMES
+    from .core.synthetic import SYNTHETIC_KINDS
+
     p.add_argument("--data", nargs="*", default=[], help=data_help)
-    p.add_argument("--label-map", default=None, help="mask value mapping: 'hela', 'cho' or '0:1,1:1,2:2,3:0'")
+    p.add_argument("--masks", nargs="*", default=None, metavar="DIR",
+                   help="a mask folder per --data folder, masks named like the images (e.g. HeLa/ with HeLa-labels/)")
+    p.add_argument("--label-map", default=None,
+                   help=f"mask value mapping: {', '.join(LABEL_MAP_NAMES)} or pairs like '0:1,1:1,2:2,3:0'")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names, background first (default: the model's, or background,live,dead)")
     p.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with masks")
+    p.add_argument("--synthetic-kind", default="classic", choices=SYNTHETIC_KINDS,
+                   help="synthetic frames: classic (whole cells, live/dead), slim (SLIM-like, nuclei live/dead), "
+                        "holo (holographic phase in radians, whole cells)")
     p.add_argument("--synthetic-seed", type=int, default=synthetic_seed, help="seed of the synthetic frames")
-    p.add_argument("--synthetic-difficulty", type=float, default=difficulty, help="difficulty of the synthetic frames (0..1)")
+    p.add_argument("--synthetic-difficulty", type=float, default=difficulty,
+                   help="difficulty of the classic synthetic frames (0..1)")
+
+
+def _class_names(args, model_card=None) -> tuple[str, ...]:
+    from .core.bundle import DEFAULT_CLASS_NAMES
+
+    if args.classes:
+        names = tuple(n.strip() for n in args.classes.split(",") if n.strip())
+        if len(names) < 2:
+            raise PGDiffSegError(f"--classes needs at least two names (background first), got {args.classes!r}")
+        return names
+    return tuple(model_card.class_names) if model_card is not None else DEFAULT_CLASS_NAMES
+
+
+def _label_map(args):
+    from .core.data import parse_label_map
+
+    if args.label_map:
+        parse_label_map(args.label_map)  # a bad spec fails here, before any file is read
+    return args.label_map
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgdiffseg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    seg = sub.add_parser("segment", help="segment image files or folders into <name>_labels.tif")
+    seg = sub.add_parser("segment", help="segment image files or folders into <name>_labels.tif and <name>_cells.tif")
     seg.add_argument("inputs", nargs="+", help="image files (TIFF, PNG) or folders")
     seg.add_argument("--out", required=True, help="output folder")
-    seg.add_argument("--bundle", default=None, help="model bundle folder (default: the shipped model)")
+    _add_model_arg(seg)
     seg.add_argument("--glob", default="*.[tp][in][fg]*", help="file pattern inside folders (TIFF and PNG)")
     seg.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
-    seg.add_argument("--min-area", type=int, default=30, help="smallest cell counted, in pixels")
+    seg.add_argument("--min-area", type=int, default=None,
+                     help="smallest cell kept in <name>_cells.tif and counted, in pixels (default: the model's)")
     seg.add_argument("--quiet", action="store_true", help="no progress bars")
     seg.add_argument("--scheduler", default=None, metavar="local|ADDRESS",
                      help="spread the files over Dask workers: 'local' starts a LocalCluster on this machine, "
@@ -460,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="pgdiffseg-demo", help="output folder (default: pgdiffseg-demo)")
     demo.add_argument("--image", default=None, help="a real frame (TIFF, PNG) instead of the synthetic one")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    demo.add_argument("--bundle", default=None, help="model bundle folder (default: the shipped model)")
+    _add_model_arg(demo)
     _add_config_args(demo)
     demo.set_defaults(func=cmd_demo)
 
@@ -491,10 +606,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run under `accelerate launch` (multi-GPU data parallel, mixed precision); FLAGS "
                          "are accelerate's, e.g. --accelerate='--num_processes 4' (default: `accelerate config`)")
     tr.add_argument("--checkpoint-every", type=int, default=200)
-    tr.add_argument("--start-from", default=None, help="bundle whose networks start the training")
+    tr.add_argument("--start-from", default=None, metavar="NAME|FOLDER",
+                    help="a shipped model or bundle folder whose networks start the training (fine-tuning)")
     tr.add_argument("--pretrained-autoencoder", default=None,
                     help="local diffusers VQModel folder (e.g. LDM vq-f4); skips the autoencoder stage")
     tr.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    tr.add_argument("--stride", type=int, default=None, help="px between training tile origins (default: the tile size)")
+    tr.add_argument("--mask-definition", default=None, choices=("nuclei", "whole cells"),
+                    help="what one labelled object is, recorded in the card (default: the start model's)")
+    tr.add_argument("--modality", default=None, help="the imaging the model is for, recorded in the card")
     tr.set_defaults(func=cmd_train)
 
     tb = sub.add_parser("train-baseline", help="train the deterministic U-Net baseline (ResNet encoder, Dice loss)")
@@ -513,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Seed 9001: disjoint from the seed-1 frames the shipped bundle was trained on.
     _add_data_args(ev, synthetic_seed=9001, difficulty=0.5, data_help="folders of image/mask pairs")
     ev.add_argument("--synthetic-size", type=int, default=256, help="side of the synthetic frames in px")
-    ev.add_argument("--bundle", nargs="*", default=None, help="bundle folder(s) (default: the shipped model)")
+    _add_model_arg(ev, nargs="*")
     ev.add_argument("--baseline", default=None, help="a trained U-Net baseline folder (pgdiffseg train-baseline)")
     ev.add_argument("--tables", nargs="+", default=["table2", "table3"], help="table2 table3 variants nfe")
     ev.add_argument("--methods", nargs="*", default=None, help="only these rows (method names as in the tables)")
@@ -525,6 +645,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps-ldm-p", type=int, default=1000)
     ev.add_argument("--steps-ldm-s", type=int, default=1000)
     ev.add_argument("--baseline-steps", type=int, default=0, help="train the U-Net baseline per fold (0: none)")
+    ev.add_argument("--baseline-crop", type=int, default=None, help="U-Net training crop in px (default: whole tiles)")
+    ev.add_argument("--start-from", default=None, metavar="NAME|FOLDER",
+                    help="with --train-folds: fine-tune this model per fold instead of training from scratch")
+    ev.add_argument("--stages", default="autoencoder,ldm_p,ldm_s", help="stages trained per fold (e.g. ldm_s)")
+    ev.add_argument("--train-synthetic", type=int, default=0,
+                    help="with --train-folds: add N synthetic frames (--synthetic-kind) to each fold's training frames")
+    ev.add_argument("--crop-ldm", type=int, default=128, help="LDM-S training crop in px per fold")
+    ev.add_argument("--lr-ldm", type=float, default=2e-4, help="LDM-S learning rate per fold")
+    ev.add_argument("--stride", type=int, default=None, help="px between training tile origins per fold")
+    ev.add_argument("--otsu", action="store_true", help="add an Otsu-threshold reference row to table2")
     ev.add_argument("--tile-size", type=int, default=256, help="training tile size per fold")
     ev.add_argument("--inversion-steps", type=int, default=100, help="prior inversion steps (paper: 100)")
     ev.add_argument("--sampling-steps", type=int, default=200, help="LDM-S sampling steps (paper: 200)")
@@ -539,8 +669,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     info = sub.add_parser("info", help="print a bundle's card and parameter counts")
-    info.add_argument("--bundle", default=None, help="model bundle folder (default: the shipped model)")
+    _add_model_arg(info)
     info.set_defaults(func=cmd_info)
+
+    models = sub.add_parser("models", help="list the shipped models: what each labels, imaging, classes, scores")
+    models.add_argument("--json", action="store_true", help="print JSON instead of text")
+    models.set_defaults(func=cmd_models)
     return parser
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_pgdiffseg import SegmentConfig, create_bundle, load_bundle, save_bundle, segment
-from napari_pgdiffseg.core.bundle import load_default_bundle
+from napari_pgdiffseg.core.bundle import load_model
 from napari_pgdiffseg.core.errors import ConfigError
 from napari_pgdiffseg.core.noise import NoiseConfig
 from napari_pgdiffseg.core.pipeline import compute_noise
@@ -21,7 +21,7 @@ def _same(a, b):
 
 @pytest.mark.slow
 def test_shipped_bundle_is_bit_identical_across_runs_and_tile_batches():
-    bundle = load_default_bundle()
+    bundle = load_model("synthetic-demo")
     frame, _ = make_frame(11, SyntheticConfig(shape=(520, 600)))  # 3 x 3 = 9 tiles
     cfg = SegmentConfig(noise_metrics=False, device="cpu", seed=4)
     one = segment(frame, bundle, replace(cfg, tile_batch=1))

@@ -41,7 +41,7 @@ class BatchRequest:
     bundle_dir: Path
     config: SegmentConfig
     overwrite: bool = False
-    min_area: int = 30
+    min_area: int | None = None  # None: the model's setting (bundle card "instances")
     scheduler: str | None = None  # None: here; 'local' or an address: Dask (core.distributed)
     workers: int | None = None
 

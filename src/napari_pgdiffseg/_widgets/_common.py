@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 # Every tooltip of every widget, in one place. SegmentConfig fields reuse the CLI's help.
 TOOLTIPS: dict[str, str] = {
     **SETTINGS_HELP,
-    "model_source": "the model bundle shipped with the plugin, or a bundle folder of your own",
+    "model_source": "a model shipped with the plugin (each labels one thing: nuclei of SLIM frames, whole cells "
+                    "of phase images in radians, ...), or a bundle folder of your own",
     "bundle_path": "a bundle folder (pgdiffseg.json, autoencoder/, ldm_p/, ldm_s/, scheduler/)",
     "tile_size": "tile size in pixels; fixed by the model bundle (its card's tile_size)",
     "image": "the image layer to segment (2D frame, or a stack segmented plane by plane)",
@@ -46,8 +47,10 @@ TOOLTIPS: dict[str, str] = {
     "add_noise": "add the starting noise of sample 0 as an image layer (1/4 resolution, scaled to fit)",
     "add_edges": "add the Canny edges of the starting noise (paper Fig. 3) as a layer",
     "add_agreement": "add the per-pixel agreement of the k samples (1 = all agree) as a layer",
-    "min_area": "smallest region in pixels counted as a cell (summary counts, viability)",
-    "min_distance": "smallest distance in pixels between the centres of two touching cells that are split",
+    "min_area": "smallest region in pixels kept and counted as a cell (summary counts, viability); "
+                "0: the model's setting",
+    "min_distance": "smallest distance in pixels between the centres of two touching cells that are split "
+                    "(models that split cells by watershed); 0: the model's setting",
     "run": "segment the chosen image layer (the layer is fixed when you press Run)",
     "cancel": "stop before the next network evaluation; the viewer is left as it was",
     "restore_defaults": "reset every setting of this widget to its default",
@@ -177,11 +180,21 @@ class PersistedFields:
 
 # --------------------------------------------------------------------------- model + settings widget
 
-DEFAULT_SOURCE, FOLDER_SOURCE = "default", "folder"
+FOLDER_SOURCE = "folder"
 
 
-def default_bundle_dir() -> Path:
-    return bundle_mod.default_bundle_path()
+def model_choices() -> list[tuple[str, str]]:
+    """(text, value) of the model list: the shipped models (the default first), then 'bundle folder'."""
+    names = bundle_mod.shipped_models()
+    names = [bundle_mod.DEFAULT_MODEL] + [n for n in names if n != bundle_mod.DEFAULT_MODEL]
+    out = []
+    for name in names:
+        try:
+            card, _ = bundle_mod.peek_bundle(bundle_mod.MODELS_DIR / name)
+            out.append((f"{name} ({card.mask_definition})", name))
+        except PGDiffSegError:  # not installed: still listed, so the problem is shown, not hidden
+            out.append((name, name))
+    return out + [("bundle folder", FOLDER_SOURCE)]
 
 
 class BundleLoader:
@@ -229,8 +242,7 @@ class SettingsWidget(Container):
     def __init__(self, section: str, *, sampling: bool = True, store: SettingsStore | None = None):
         super().__init__(labels=True)
         self.model_source = ComboBox(
-            label="model", choices=[("default model", DEFAULT_SOURCE), ("bundle folder", FOLDER_SOURCE)],
-            tooltip=tooltip("model_source"),
+            label="model", choices=model_choices(), value=bundle_mod.DEFAULT_MODEL, tooltip=tooltip("model_source"),
         )
         self.bundle_path = FileEdit(label="bundle folder", mode="d", tooltip=tooltip("bundle_path"))
         self.model_info = text_label(label="")
@@ -272,7 +284,7 @@ class SettingsWidget(Container):
 
         base = SegmentConfig()
         defaults = {name: getattr(base, name) for name in self._config_widgets}
-        defaults.update(model_source=DEFAULT_SOURCE, bundle_path="")
+        defaults.update(model_source=bundle_mod.DEFAULT_MODEL, bundle_path="")
         persisted = {"model_source": self.model_source, "bundle_path": self.bundle_path, **self._config_widgets}
         self.persist = PersistedFields(store or SettingsStore(section), persisted, defaults)
         self.problem = ""
@@ -282,9 +294,9 @@ class SettingsWidget(Container):
 
     # -- values
     def bundle_dir(self) -> Path | None:
-        """The chosen bundle folder (the default bundle's folder for 'default model')."""
-        if self.model_source.value == DEFAULT_SOURCE:
-            return default_bundle_dir()
+        """The chosen bundle folder (a shipped model's folder, or the folder typed in)."""
+        if self.model_source.value != FOLDER_SOURCE:
+            return bundle_mod.MODELS_DIR / self.model_source.value
         text = self.bundle_path.line_edit.value.strip()
         return Path(text).expanduser() if text else None
 
@@ -297,9 +309,11 @@ class SettingsWidget(Container):
             w.value = getattr(config, name)
 
     def set_bundle(self, path: str | os.PathLike | None) -> None:
-        """Use the default bundle (None) or a bundle folder."""
+        """Use the default model (None), a shipped model by name, or a bundle folder."""
         if path is None:
-            self.model_source.value = DEFAULT_SOURCE
+            self.model_source.value = bundle_mod.DEFAULT_MODEL
+        elif isinstance(path, str) and path in bundle_mod.shipped_models():
+            self.model_source.value = path
         else:
             self.bundle_path.value = Path(path)
             self.model_source.value = FOLDER_SOURCE
@@ -317,11 +331,14 @@ class SettingsWidget(Container):
         try:
             card, timesteps = peek_bundle(path)
         except PGDiffSegError as e:
-            if self.model_source.value == DEFAULT_SOURCE:
-                return (f"The default model is not installed ({path}). Reinstall napari-pgdiffseg, or choose "
-                        "'bundle folder' and pick a model bundle.", "default model: unavailable", "-")
+            if self.model_source.value != FOLDER_SOURCE:
+                return (f"The model {self.model_source.value!r} is not installed ({path}). Reinstall "
+                        "napari-pgdiffseg, or choose 'bundle folder' and pick a model bundle.",
+                        f"{self.model_source.value}: unavailable", "-")
             return str(e), "", "-"
-        info = f"{card.preset} preset, classes: {', '.join(card.class_names)}"
+        info = f"labels {card.mask_definition}: {', '.join(card.class_names)}"
+        if card.modality:
+            info += f"; for {card.modality}"
         try:
             self.config().validate(timesteps, card.tile_size)
             resolve_device(self.device.value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,12 @@ from napari.utils.notifications import show_info
 from ..core.errors import InputImageError
 from ..core.metrics import noise_edges
 from ..core.pipeline import Progress, SegmentConfig, segment
-from ..core.summary import DEAD, LIVE, split_cells, summarize_planes
+from ..core.summary import InstanceConfig, cell_instances, foreground_classes, summarize_planes
 from . import _common
 from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
 
-LABEL_OUTPUTS = (("class labels", "classes"), ("live + dead cells", "cells"), ("both", "both"))
+LABEL_OUTPUTS = (("class labels", "classes"), ("one id per cell", "cells"), ("both", "both"))
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class OutputOptions:
     noise: bool = False
     edges: bool = False
     agreement: bool = False
-    min_area: int = 30
-    min_distance: int = 10
+    min_area: int = 0  # 0: the model's setting (bundle card "instances")
+    min_distance: int = 0  # 0: the model's setting
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,12 @@ def _is_dask(image) -> bool:
 
 def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: str, n_planes: int) -> str:
     fractions = " · ".join(f"{n} {100 * summary[f'fraction_{n}']:.1f}%" for n in class_names)
+    counts = " · ".join(f"{n} cells {summary[f'{n}_cells']}" for _, n in foreground_classes(class_names))
     via = summary["viability_percent"]
-    via_text = "n/a" if np.isnan(via) else f"{via:.1f}%"
+    if "live" in class_names and "dead" in class_names:
+        counts += f" · viability {'n/a' if np.isnan(via) else f'{via:.1f}%'}"
     planes = f" · {n_planes} planes" if n_planes > 1 else ""
-    return (f"{fractions}\nlive cells {summary['live_cells']} · dead cells {summary['dead_cells']} · "
-            f"viability {via_text}\nNFE {nfe} · {seconds:.1f} s · {device}{planes}")
+    return f"{fractions}\n{counts}\nNFE {nfe} · {seconds:.1f} s · {device}{planes}"
 
 
 class SegmentRunner:
@@ -117,7 +118,10 @@ class SegmentRunner:
         names = tuple(card.class_names)
         shape = lead + planes.shape[1:]
         labels = np.stack([r.labels for r in results]).reshape(shape)
-        summary = summarize_planes([r.labels for r in results], names, opt.min_area)
+        icfg = InstanceConfig.from_dict(card.instances)
+        icfg = replace(icfg, min_area=opt.min_area or icfg.min_area, min_distance=opt.min_distance or icfg.min_distance)
+        cells = [cell_instances(r.labels, p, names, icfg) for r, p in zip(results, planes)]
+        summary = summarize_planes([r.labels for r in results], names, instances=cells)
         seconds = sum(r.seconds for r in results)
         r0 = results[0]
         summary.update(nfe=r0.nfe, seconds=seconds, device=r0.device, planes=len(results),
@@ -130,12 +134,10 @@ class SegmentRunner:
         if opt.labels in ("classes", "both"):
             labelled.append(class_labels_layer(labels, req.name, names, card.colors, req.scale, req.translate, meta))
         if opt.labels in ("cells", "both"):
-            for class_id, class_name in ((LIVE, names[LIVE]), (DEAD, names[DEAD])):
-                cells = np.stack([
-                    split_cells(r.labels, p, class_id, min_distance=opt.min_distance)
-                    for r, p in zip(results, planes)
-                ]).reshape(shape)
-                labelled.append(cell_labels_layer(cells, req.name, class_name, req.scale, req.translate, meta))
+            ids = np.stack(cells).reshape(shape)
+            for class_id, class_name in foreground_classes(names):  # one layer of cell ids per class
+                layer = np.where(labels == class_id, ids, 0).astype(ids.dtype)
+                labelled.append(cell_labels_layer(layer, req.name, class_name, req.scale, req.translate, meta))
         if opt.agreement:
             agreement = np.stack([r.agreement for r in results]).reshape(shape)
             images.append(image_layer(agreement, f"{req.name} pgdiffseg agreement", req.scale, req.translate, meta,
@@ -176,8 +178,8 @@ class SegmentWidget(JobControls, Container):
         extra = Container(widgets=[self.add_noise, self.add_edges, self.add_agreement], layout="horizontal",
                           labels=False, label="extra layers")
         extra.margins = (0, 0, 0, 0)
-        self.min_area = SpinBox(label="min cell area", min=1, max=100_000, tooltip=tooltip("min_area"))
-        self.min_distance = SpinBox(label="cell split distance", min=1, max=1000, tooltip=tooltip("min_distance"))
+        self.min_area = SpinBox(label="min cell area", min=0, max=100_000, tooltip=tooltip("min_area"))
+        self.min_distance = SpinBox(label="cell split distance", min=0, max=1000, tooltip=tooltip("min_distance"))
         self.run_button = PushButton(text="Run", tooltip=tooltip("run"))
         self.cancel_button = PushButton(text="Cancel", tooltip=tooltip("cancel"), enabled=False)
         self.defaults_button = PushButton(text="Restore defaults", tooltip=tooltip("restore_defaults"))

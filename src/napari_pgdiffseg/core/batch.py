@@ -1,4 +1,5 @@
-"""Segment a list of image files into `<name>_labels.tif` files plus one CSV row per file.
+"""Segment a list of image files into `<name>_labels.tif` (classes) and `<name>_cells.tif`
+(one id per cell) files plus one CSV row per file.
 
 Shared by the CLI and the napari batch widget. Outputs are written atomically; files whose
 output already exists are skipped unless `overwrite`, so an interrupted batch resumes. A
@@ -13,6 +14,7 @@ import csv
 import io as _io
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,37 +25,57 @@ from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
 from .io import atomic_write, write_tiff
 from .pipeline import CancelCheck, Progress, SegmentConfig, cancel_check, segment_stack
 from .preprocess import as_planes
-from .summary import summarize_planes
+from .summary import InstanceConfig, cell_instances, foreground_classes, instance_dtype, summarize_planes
 
 CSV_NAME = "pgdiffseg_results.csv"
-_HEAD = ("file", "status", "output", "planes")
-_TAIL = ("live_cells", "dead_cells", "viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "device")
+_HEAD = ("file", "status", "output", "cells_output", "planes")
+_TAIL = ("viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "device")
 
 
 def csv_fields(class_names: Sequence[str]) -> list[str]:
-    """CSV columns: file, status, output, planes, one pixel fraction per class, counts, cost."""
-    return [*_HEAD, *(f"fraction_{n}" for n in class_names), *_TAIL]
+    """CSV columns: file, status, outputs, planes, a pixel fraction and a cell count per class, cost."""
+    return [*_HEAD, *(f"fraction_{n}" for n in class_names),
+            *(f"{n}_cells" for _, n in foreground_classes(class_names)), *_TAIL]
 
 
 def output_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
+    """`<stem>_labels.tif`: the class of every pixel (written last: its presence means "done")."""
     return Path(out_dir) / f"{Path(image_path).stem}_labels.tif"
+
+
+def cells_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
+    """`<stem>_cells.tif`: one id per cell (touching cells split), 0 background."""
+    return Path(out_dir) / f"{Path(image_path).stem}_cells.tif"
 
 
 def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig, out_dir: str | os.PathLike,
                  *, progress: Callable[[int, int, Progress], None] | None = None,
-                 cancel: CancelCheck | None = None, min_area: int = 30) -> dict:
-    """Segment one file (a frame or a stack of planes), write its labels, return its CSV row."""
+                 cancel: CancelCheck | None = None, min_area: int | None = None) -> dict:
+    """Segment one file (a frame or a stack of planes), write its labels and cells, return its CSV row.
+
+    min_area: smallest cell kept in `<stem>_cells.tif` and counted, in px (None: the
+    bundle card's instance setting).
+    """
     image = read_image(path)
     planes, was_stack = as_planes(image, name=Path(path).name)
     # Hand segment_stack the frame itself when it is 2D: re-reading a (1, h, 3) plane stack
     # would take it for an RGB image.
     results = segment_stack(planes if was_stack else image, bundle, config, progress=progress, cancel=cancel)
+    names = bundle.card.class_names
+    icfg = InstanceConfig.from_dict(bundle.card.instances)
+    if min_area is not None:
+        icfg = replace(icfg, min_area=min_area)
+    cells = [cell_instances(r.labels, p, names, icfg) for r, p in zip(results, planes)]
     labels = np.stack([r.labels for r in results]) if was_stack else results[0].labels
-    out = output_path(out_dir, path)
-    write_tiff(out, labels, metadata={"axes": "ZYX" if was_stack else "YX"})
+    ids = np.stack(cells) if was_stack else cells[0]
+    axes = {"axes": "ZYX" if was_stack else "YX"}
+    # Cells first, labels last: an interrupted run leaves no labels file, so it is redone.
+    cells_out = write_tiff(cells_path(out_dir, path), ids.astype(instance_dtype(int(ids.max()))), metadata=axes)
+    out = write_tiff(output_path(out_dir, path), labels, metadata=axes)
     row = {
-        "file": str(path), "status": "ok", "output": str(out), "planes": len(results),
-        **summarize_planes([r.labels for r in results], bundle.card.class_names, min_area),
+        "file": str(path), "status": "ok", "output": str(out), "cells_output": str(cells_out),
+        "planes": len(results),
+        **summarize_planes([r.labels for r in results], names, instances=cells),
         "nfe": results[0].nfe,
         "seconds": sum(r.seconds for r in results),
         "noise_ssim": float(np.mean([r.noise_ssim for r in results])),
@@ -73,13 +95,13 @@ def segment_files(
     on_file: Callable[[int, int, dict], None] | None = None,
     progress: Callable[[int, int, Progress], None] | None = None,
     cancel: CancelCheck | None = None,
-    min_area: int = 30,
+    min_area: int | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
 ) -> list[dict]:
     """Segment every file; returns the rows (in input order) also written to `out_dir`/pgdiffseg_results.csv.
 
-    bundle: a loaded `Bundle`, a bundle folder, or None for the shipped one.
+    bundle: a loaded `Bundle`, a shipped model's name, a bundle folder, or None for the default model.
     scheduler: None segments here, one file after another. 'local' starts a Dask
         LocalCluster of `workers` processes; an address ('tcp://host:8786') uses a running
         cluster, whose workers must see the bundle folder, the inputs and `out_dir` at the
@@ -151,27 +173,31 @@ def _remove_temp_files(out_dir: Path, paths: Sequence[Path]) -> None:
     """Remove the temporary files of a worker killed mid-write (`atomic_write` names them
     `.<output name>.*.tmp`); the final names only ever hold complete files."""
     for path in paths:
-        for tmp in out_dir.glob(f".{output_path(out_dir, path).name}.*.tmp"):
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+        for name in (output_path(out_dir, path).name, cells_path(out_dir, path).name):
+            for tmp in out_dir.glob(f".{name}.*.tmp"):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
 
 
 def _resolve_bundle(bundle, *, need_weights: bool):
-    """(card, num_train_timesteps, bundle folder or None for the shipped one, loaded Bundle or None)."""
-    from .bundle import default_bundle_path, load_bundle, load_default_bundle, peek_bundle
+    """(card, num_train_timesteps, bundle folder, loaded Bundle or None).
+
+    `bundle`: a loaded `Bundle`, a shipped model's name, a bundle folder, or None (the default model).
+    """
+    from .bundle import load_bundle, peek_bundle, resolve_model
 
     if isinstance(bundle, Bundle):
-        folder = None if bundle.path is None or Path(bundle.path).resolve() == default_bundle_path() else str(bundle.path)
         if not need_weights and bundle.path is None:
             raise ConfigError("a bundle made in memory cannot be sent to Dask workers; save_bundle it and pass its folder")
+        folder = None if bundle.path is None else str(bundle.path)
         return bundle.card, bundle.num_train_timesteps, folder, bundle
-    folder = None if bundle is None else str(bundle)
+    folder = str(resolve_model(bundle))
     if need_weights:
-        loaded = load_default_bundle() if folder is None else load_bundle(folder)
+        loaded = load_bundle(folder)
         return loaded.card, loaded.num_train_timesteps, folder, loaded
-    card, timesteps = peek_bundle(default_bundle_path() if folder is None else folder)
+    card, timesteps = peek_bundle(folder)
     return card, timesteps, folder, None
 
 

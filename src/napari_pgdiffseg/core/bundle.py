@@ -41,6 +41,14 @@ DEFAULT_CLASS_NAMES = ("background", "live", "dead")
 DEFAULT_COLORS = ((0, 0, 0, 0), (230, 25, 25, 255), (255, 150, 0, 255))
 
 
+def default_colors(n_classes: int) -> tuple[tuple[int, int, int, int], ...]:
+    """Label colours: the paper's for 3 classes; background transparent and distinct colours otherwise."""
+    if n_classes == 3:
+        return DEFAULT_COLORS
+    return tuple((0, 0, 0, 0) if i == 0 else DEFAULT_COLORS[1] if i == 1 else
+                 ((37 * i) % 256, (91 * i) % 256, (173 * i) % 256, 255) for i in range(n_classes))
+
+
 @dataclass
 class BundleCard:
     """The bundle's JSON card: everything about the models that is not a weight."""
@@ -53,6 +61,15 @@ class BundleCard:
     preset: str = "custom"
     mask_encoding: str = "one-hot scaled to [-1, 1], area-resized to the latent size"
     provenance: dict = field(default_factory=dict)
+    # What the model labels, for whom: shown by `pgdiffseg models` and the widgets.
+    name: str = ""
+    mask_definition: str = "whole cells"  # or "nuclei": what one labelled object is
+    modality: str = ""  # the imaging the model was trained for, e.g. "SLIM, 8-bit"
+    description: str = ""
+    # How labels become one id per object (`summary.InstanceConfig`): cells touch, nuclei rarely do.
+    instances: dict = field(default_factory=dict)
+    # Headline held-out scores (frames never seen in training), with the command that made them.
+    scores: dict = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -68,6 +85,12 @@ class BundleCard:
             "tile_size": self.tile_size,
             "preset": self.preset,
             "mask_encoding": self.mask_encoding,
+            "name": self.name,
+            "mask_definition": self.mask_definition,
+            "modality": self.modality,
+            "description": self.description,
+            "instances": self.instances,
+            "scores": self.scores,
             "provenance": self.provenance,
         }
 
@@ -86,6 +109,12 @@ class BundleCard:
                 preset=d.get("preset", "custom"),
                 mask_encoding=d.get("mask_encoding", cls.mask_encoding),
                 provenance=dict(d.get("provenance", {})),
+                name=str(d.get("name", "")),
+                mask_definition=str(d.get("mask_definition", cls.mask_definition)),
+                modality=str(d.get("modality", "")),
+                description=str(d.get("description", "")),
+                instances=dict(d.get("instances", {})),
+                scores=dict(d.get("scores", {})),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise BundleError(f"{CARD_NAME} is invalid: {type(e).__name__}: {e}") from None
@@ -162,9 +191,7 @@ def create_bundle(preset: str = "tiny", n_classes: int = 3, seed: int = 0, predi
     torch.manual_seed(seed)
     if card is None:
         names = DEFAULT_CLASS_NAMES if n_classes == 3 else tuple(f"class_{i}" for i in range(n_classes))
-        colors = DEFAULT_COLORS if n_classes == 3 else tuple((0, 0, 0, 0) if i == 0 else (
-            (37 * i) % 256, (91 * i) % 256, (173 * i) % 256, 255) for i in range(n_classes))
-        card = BundleCard(class_names=names, colors=colors, prediction_type=prediction_type,
+        card = BundleCard(class_names=names, colors=default_colors(n_classes), prediction_type=prediction_type,
                           tile_size=p.tile_size, preset=p.name)
     sched = build_scheduler(p.num_train_timesteps, card.prediction_type)
     bundle = Bundle(
@@ -291,19 +318,39 @@ def peek_bundle(path: str | os.PathLike) -> tuple[BundleCard, int]:
     return card, timesteps
 
 
-DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: The shipped model a run uses when none is named: SLIM frames -> live/dead nuclei.
+DEFAULT_MODEL = "slim-viability"
 
 
-def default_bundle_path() -> Path:
-    """The bundle shipped inside the package (trained by this project, see its card)."""
-    return DEFAULT_BUNDLE_DIR
+def shipped_models() -> list[str]:
+    """Names of the models shipped inside the package (folders of `MODELS_DIR` with a card)."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / CARD_NAME).is_file())
 
 
-def load_default_bundle(device: str | torch.device = "cpu") -> Bundle:
-    """Load the shipped bundle; nothing is downloaded."""
-    if not (DEFAULT_BUNDLE_DIR / CARD_NAME).is_file():
-        raise BundleError(
-            f"the default model bundle is not installed at {DEFAULT_BUNDLE_DIR}; reinstall napari-pgdiffseg "
-            "or pass a bundle folder (--bundle)"
-        )
-    return load_bundle(DEFAULT_BUNDLE_DIR, device)
+def resolve_model(model: str | os.PathLike | None = None) -> Path:
+    """The bundle folder of `model`: a shipped model's name, a bundle folder, or None (the default).
+
+    The one place where "a name or a folder" is decided: the CLI, the widgets, Dask
+    workers and the evaluation all call it. A folder wins over a name only when it exists.
+    Raises `BundleError` naming the shipped models when `model` is neither.
+    """
+    name = DEFAULT_MODEL if model is None else model
+    if isinstance(name, str) and name in shipped_models():
+        return MODELS_DIR / name
+    path = Path(name)
+    if path.is_dir():
+        return path
+    names = ", ".join(shipped_models()) or "none installed"
+    if model is None:
+        raise BundleError(f"the default model {DEFAULT_MODEL!r} is not installed in {MODELS_DIR}; reinstall "
+                          f"napari-pgdiffseg or pass a bundle folder (shipped: {names})")
+    raise BundleError(f"{str(model)!r} is neither a shipped model ({names}) nor a bundle folder; "
+                      "`pgdiffseg models` lists the shipped ones")
+
+
+def load_model(model: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Bundle:
+    """Load a shipped model by name, a bundle folder, or (None) the default model; nothing is downloaded."""
+    return load_bundle(resolve_model(model), device)

@@ -44,11 +44,16 @@ __all__ = [
     "Frame",
     "TileDataset",
     "find_frames",
+    "FrameSet",
+    "read_frames",
     "kfold_split",
     "map_labels",
     "parse_label_map",
     "read_image",
     "read_mask",
+    "mask_instances",
+    "INSTANCES_MAP",
+    "LABEL_MAP_NAMES",
     "split_frames",
     "tile_origins",
 ]
@@ -58,12 +63,19 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 MASK_SUFFIXES = ("_mask", "_labels")
 
 #: Class orders of the study's datasets mapped to ours (0 background, 1 live, 2 dead).
-#: HeLa: 0 live, 1 injured, 2 dead, 3 background (injured cells count as live).
-#: CHO: 0 live, 1 dead, 2 background.
+#: hela: the study's training PNGs, 0 live, 1 injured, 2 dead, 3 background (injured
+#: cells count as live, as in the paper's 3-class task). cho: 0 live, 1 dead, 2 background.
+#: viability4: the study's published ground-truth maps (Hu et al. 2022; HeLa-labels/),
+#: 0 background, 1 live, 2 injured, 3 dead (injured -> live).
 LABEL_MAPS: dict[str, dict[int, int]] = {
     "hela": {0: 1, 1: 1, 2: 2, 3: 0},
     "cho": {0: 1, 1: 2, 2: 0},
+    "viability4": {0: 0, 1: 1, 2: 1, 3: 2},
 }
+#: Instance masks (one grey value per cell, 0 background; e.g. qpi-cells): every value
+#: above 0 is class 1. Not a finite table, so it is a name of its own.
+INSTANCES_MAP = "instances"
+LABEL_MAP_NAMES = (*LABEL_MAPS, INSTANCES_MAP)
 
 _CLASS_HINT = "0 background, 1 live, 2 dead"
 _MAX_LABEL = 65535  # masks are at most 16-bit label images
@@ -154,7 +166,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def parse_label_map(spec) -> dict[int, int]:
     """Turn a label map spec into ``{dataset value: our class}``.
 
-    `spec` is a dict (``{3: 0, 0: 1}``), a name in `LABEL_MAPS` (``"hela"``, ``"cho"``), or
+    `spec` is a dict (``{3: 0, 0: 1}``), a name in `LABEL_MAPS` (``"hela"``, ``"cho"``,
+    ``"viability4"``), ``"instances"`` (instance masks: every value above 0 is class 1), or
     a string of ``value:class`` pairs separated by commas (``"0:1,1:1,2:2,3:0"``). Values
     and classes are integers in [0, 65535]; a value may appear once. Raises `ConfigError`.
     """
@@ -162,16 +175,18 @@ def parse_label_map(spec) -> dict[int, int]:
         s = spec.strip()
         if s.lower() in LABEL_MAPS:
             return dict(LABEL_MAPS[s.lower()])
+        if s.lower() == INSTANCES_MAP:
+            return {0: 0, **dict.fromkeys(range(1, _MAX_LABEL + 1), 1)}
         if not s:
             raise ConfigError("label map is empty; give pairs like '0:1,1:1,2:2,3:0' or a name "
-                              f"({', '.join(LABEL_MAPS)})")
+                              f"({', '.join(LABEL_MAP_NAMES)})")
         pairs = []
         for part in s.split(","):
             m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", part)
             if not m:
                 raise ConfigError(
                     f"label map {spec!r}: cannot parse {part.strip()!r}; expected comma-separated "
-                    f"'value:class' pairs like '0:1,1:1,2:2,3:0', or a name ({', '.join(LABEL_MAPS)})"
+                    f"'value:class' pairs like '0:1,1:1,2:2,3:0', or a name ({', '.join(LABEL_MAP_NAMES)})"
                 )
             pairs.append((int(m.group(1)), int(m.group(2))))
         keys = [k for k, _ in pairs]
@@ -192,7 +207,7 @@ def parse_label_map(spec) -> dict[int, int]:
             raise ConfigError("label map is empty")
     else:
         raise ConfigError(
-            f"label map must be a dict, a name ({', '.join(LABEL_MAPS)}) or a string like "
+            f"label map must be a dict, a name ({', '.join(LABEL_MAP_NAMES)}) or a string like "
             f"'0:1,1:1,2:2,3:0', got {type(spec).__name__}"
         )
     for k, v in out.items():
@@ -219,8 +234,8 @@ def _lookup_table(label_map, n_classes: int) -> np.ndarray | None:
             f"{n_classes} classes 0..{n_classes - 1} ({_CLASS_HINT})"
         )
     lut = np.full(max(mapping) + 1, 255, np.uint8)
-    for k, v in mapping.items():
-        lut[k] = v
+    keys = np.fromiter(mapping.keys(), np.int64, len(mapping))
+    lut[keys] = np.fromiter(mapping.values(), np.int64, len(mapping))
     return lut
 
 
@@ -280,7 +295,7 @@ def _apply_lut(arr: np.ndarray, lut, n_classes: int, name: str, label_map) -> np
 
 
 def _map_text(label_map) -> str:
-    if isinstance(label_map, str):
+    if isinstance(label_map, str) and label_map.strip().lower() in LABEL_MAP_NAMES:
         return repr(label_map)
     return ",".join(f"{k}:{v}" for k, v in sorted(parse_label_map(label_map).items()))
 
@@ -288,6 +303,21 @@ def _map_text(label_map) -> str:
 def read_mask(path: str | os.PathLike, *, label_map=None, n_classes: int = 3) -> np.ndarray:
     """Read a label mask file: (h, w) uint8 classes (see `read_image`, `map_labels`)."""
     return map_labels(read_image(path), label_map, n_classes, name=str(path))
+
+
+def mask_instances(mask) -> np.ndarray:
+    """Instance ids of a label or instance mask: (h, w) int32, 0 background, 1..N.
+
+    An instance is a 4-connected region of one value, so a class map gives one id per
+    separate object of each class, and an instance mask whose touching cells have
+    different grey values (qpi-cells) gives one id per cell.
+    """
+    from skimage.measure import label
+
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise InputImageError(f"a mask must be 2D (height, width), got shape {arr.shape}")
+    return label(arr.astype(np.int64, copy=False), background=0, connectivity=1).astype(np.int32)
 
 
 # --------------------------------------------------------------------------- folders
@@ -332,33 +362,46 @@ def _list(paths, n: int = 5) -> str:
     return s + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def find_frames(root: str | os.PathLike) -> list[Frame]:
+def find_frames(root: str | os.PathLike, masks: str | os.PathLike | None = None) -> list[Frame]:
     """Find image/mask pairs under `root`, sorted by image file name.
 
     If ``root/images`` is a folder, its image files are the frames and their masks are
     ``root/masks/STEM.*`` (or ``STEM_mask.*``/``STEM_labels.*``); otherwise the files of
     `root` itself are the frames, except ``STEM_mask.*``/``STEM_labels.*``, which are the
-    masks of ``STEM.*``. A frame with no mask has ``mask_path=None``. Hidden files are
-    skipped. Raises `InputImageError` for a missing or empty folder (naming the patterns
-    looked for), two images with one stem, two masks for one image, or masks whose image
-    is missing.
+    masks of ``STEM.*``. With `masks` (a folder), the masks are that folder's
+    ``STEM.*`` (or ``STEM_mask.*``/``STEM_labels.*``) instead, e.g. ``HeLa/`` with
+    ``HeLa-labels/``; images without one stay unlabelled. A frame with no mask has
+    ``mask_path=None``. Hidden files are skipped. Raises `InputImageError` for a missing
+    or empty folder (naming the patterns looked for), two images with one stem, two masks
+    for one image, or masks whose image is missing.
     """
     root = Path(root)
     if not root.is_dir():
         raise InputImageError(f"{root}: no such folder")
     pats = "|".join(f"*{s}" for s in IMAGE_SUFFIXES)
     img_dir = root / "images"
-    if img_dir.is_dir():
+    if masks is not None:
+        mask_dir = Path(masks)
+        if not mask_dir.is_dir():
+            raise InputImageError(f"{mask_dir}: no such mask folder")
+        images = _image_files(img_dir if img_dir.is_dir() else root)
+        images = [p for p in images if _strip_mask_suffix(p.stem) is None]
+        mask_files = _image_files(mask_dir)
+        looked = f"{img_dir if img_dir.is_dir() else root}/{{{pats}}} with masks in {mask_dir}"
+        paired_by_stem = True
+    elif img_dir.is_dir():
         images = _image_files(img_dir)
         mask_dir = root / "masks"
         mask_files = _image_files(mask_dir) if mask_dir.is_dir() else []
         looked = (f"{img_dir}/{{{pats}}} (layout images/ + masks/, since {img_dir} exists)")
+        paired_by_stem = True
     else:
         files = _image_files(root)
         images = [p for p in files if _strip_mask_suffix(p.stem) is None]
         mask_files = [p for p in files if _strip_mask_suffix(p.stem) is not None]
         looked = (f"{root}/images/{{{pats}}} with masks/ beside it, and {root}/{{{pats}}} "
                   "with NAME_mask.* or NAME_labels.* masks")
+        paired_by_stem = False
     if not images:
         raise InputImageError(f"no images found in {root}: looked for {looked}")
 
@@ -374,7 +417,7 @@ def find_frames(root: str | os.PathLike) -> list[Frame]:
         )
     masks_of: dict[str, list[Path]] = {}
     for m in mask_files:
-        key = m.stem if m.stem in by_stem and img_dir.is_dir() else _strip_mask_suffix(m.stem)
+        key = m.stem if m.stem in by_stem and paired_by_stem else _strip_mask_suffix(m.stem)
         if key is None:
             key = m.stem
         masks_of.setdefault(key, []).append(m)
@@ -393,6 +436,56 @@ def find_frames(root: str | os.PathLike) -> list[Frame]:
             raise InputImageError(f"image {p} has {len(ms)} masks: {_list(ms)}; keep one")
         frames.append(Frame(p, ms[0] if ms else None))
     return frames
+
+
+@dataclass
+class FrameSet:
+    """Frames read from folders: images, class masks and true instance ids (None: unlabelled)."""
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray | None]
+    instances: list[np.ndarray | None]
+    names: list[str]
+
+    @property
+    def labelled(self) -> "FrameSet":
+        """Only the frames with a mask."""
+        keep = [i for i, m in enumerate(self.masks) if m is not None]
+        return FrameSet([self.images[i] for i in keep], [self.masks[i] for i in keep],
+                        [self.instances[i] for i in keep], [self.names[i] for i in keep])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def read_frames(data_dirs: Sequence[str | os.PathLike], masks: Sequence[str | os.PathLike | None] | None = None,
+                *, label_map=None, n_classes: int = 3, labelled_only: bool = False) -> FrameSet:
+    """Read every frame of `data_dirs` (`find_frames` layouts); the one loader of training and evaluation.
+
+    masks: per data folder, a separate mask folder (or None: masks beside the images).
+    Class masks go through `label_map` (`map_labels`); the true instances are the masks'
+    own connected regions of one value (`mask_instances`), read before mapping, so an
+    instance mask keeps touching cells apart. labelled_only: skip frames without a mask
+    (and fail when a folder has none).
+    """
+    masks = [None] * len(data_dirs) if masks is None else list(masks)
+    if len(masks) != len(data_dirs):
+        raise ConfigError(f"got {len(data_dirs)} data folder(s) but {len(masks)} mask folder(s); give one per folder")
+    out = FrameSet([], [], [], [])
+    for d, m in zip(data_dirs, masks):
+        frames = find_frames(d, masks=m)
+        if labelled_only:
+            frames = [f for f in frames if f.mask_path is not None]
+            if not frames:
+                where = f"mask folder {m}" if m is not None else "masks/ beside images/, or NAME_mask.*"
+                raise InputImageError(f"{d} holds no image/mask pairs ({where})")
+        for f in frames:
+            out.images.append(read_image(f.image_path))
+            raw = None if f.mask_path is None else read_image(f.mask_path)
+            out.masks.append(None if raw is None else map_labels(raw, label_map, n_classes, name=str(f.mask_path)))
+            out.instances.append(None if raw is None else mask_instances(raw))
+            out.names.append(str(f.image_path))
+    return out
 
 
 # --------------------------------------------------------------------------- folds

@@ -42,10 +42,10 @@ def _key(bundle_dir: str | None) -> str:
 
 
 def _load(bundle_dir: str | None):
-    from .bundle import load_bundle, load_default_bundle
+    from .bundle import load_model
 
     key = _key(bundle_dir)
-    bundle = load_default_bundle() if bundle_dir is None else load_bundle(bundle_dir)
+    bundle = load_model(bundle_dir)
     _BUNDLES[key] = bundle
     LOADS[key] = LOADS.get(key, 0) + 1
     return bundle
@@ -74,7 +74,7 @@ def _plugin_class():
     return BundleOnWorker
 
 
-def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_area: int,
+def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_area: int | None,
                  torch_threads: int | None = None) -> dict:
     """One task: segment `path` on this worker, write its labels atomically, return its row.
 
@@ -187,7 +187,7 @@ def run_distributed(
     workers: int | None,
     on_row: Callable[[int, dict], None],
     cancelled: Callable[[], bool],
-    min_area: int,
+    min_area: int | None,
 ) -> None:
     """Segment `paths` on the cluster; `on_row(index, row)` as each file finishes (any order).
 

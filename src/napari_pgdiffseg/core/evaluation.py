@@ -21,14 +21,17 @@ import numpy as np
 from .bundle import Bundle
 from .errors import ConfigError
 from .io import atomic_write
-from .metrics import segmentation_scores
+from .metrics import dead_share_of_live, foreground_iou, object_f1, segmentation_scores
 from .pipeline import SegmentConfig, segment
+from .summary import InstanceConfig, cell_instances, class_id
 
 # The paper's step counts (Sec. 4.3: 100 inversion steps, 200 DDIM sampling steps).
 PAPER_INVERSION_STEPS = 100
 PAPER_SAMPLING_STEPS = 200
 TABLES = ("table2", "table3", "variants", "nfe")
-SCORE_KEYS = ("miou", "f1", "noise_ssim", "noise_kld", "seconds_per_tile")
+SCORE_KEYS = ("miou", "f1", "fg_iou", "object_f1", "dead_share", "noise_ssim", "noise_kld", "seconds_per_tile")
+#: IoU threshold of a matched object (object F1), as in the cell-segmentation literature.
+OBJECT_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,12 @@ def method_tables(
     nfe_sampling: Sequence[int] = (200, 100, 50, 20, 10),
     nfe_inversion: Sequence[int] = (100, 50, 20, 10),
     mix: float = 0.5,
+    otsu: bool = False,
 ) -> dict[str, list[Method]]:
     """The rows of each table, at the given inversion / sampling step counts.
 
-    table2: the U-Net baseline (when given), Random x1/x3/x5, Prior x1/x3 (paper Table 2).
+    table2: the Otsu reference (`otsu`), the U-Net baseline (when given), Random x1/x3/x5,
+        Prior x1/x3 (paper Table 2).
     table3: Random, Forward t = 0/300/600, LDM-P inversion 50/100/200 (paper Table 3).
     variants: the paper's average-and-repeat prior, renormalised, and mixed with fresh
         per-channel noise (lambda = `mix`) (design.md's pitfalls).
@@ -84,7 +89,8 @@ def method_tables(
     def fwd(t):
         return Method(f"Forward Diff. t={t}", replace(b, strategy="forward", forward_t=t))
 
-    table2 = [Method(baseline_name, predict=baseline)] if baseline is not None else []
+    table2 = [Method("Otsu threshold (reference)", predict=otsu_labels)] if otsu else []
+    table2 += [Method(baseline_name, predict=baseline)] if baseline is not None else []
     table2 += [Method(f"Random x{k}", replace(rand, ensemble=k)) for k in (1, 3, 5)]
     table2 += [Method(f"Prior x{k}", replace(prior, ensemble=k)) for k in (1, 3)]
     table3 = [Method("Random", rand)] + [fwd(t) for t in (0, 300, 600)]
@@ -105,6 +111,20 @@ def method_tables(
     return {"table2": table2, "table3": table3, "variants": variants, "nfe": nfe}
 
 
+def otsu_labels(image: np.ndarray, smooth: float = 2.0) -> np.ndarray:
+    """The reference a method must beat: class 1 where the smoothed image is above Otsu's threshold.
+
+    (H, W) uint8 in {0, 1}. Phase is higher inside cells than around them, so this is the
+    classic QPI cell segmentation (Vicar et al. improved on it); it cannot tell live from
+    dead or a nucleus from its cell.
+    """
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    img = ndi.gaussian_filter(np.asarray(image, np.float32), smooth)
+    return (img > threshold_otsu(img)).astype(np.uint8)
+
+
 @dataclass
 class MethodScores:
     """Per-frame scores of one method; `groups` holds each frame's fold (None: no folds)."""
@@ -113,6 +133,10 @@ class MethodScores:
     nfe: int
     miou: list[float] = field(default_factory=list)
     f1: list[float] = field(default_factory=list)
+    fg_iou: list[float] = field(default_factory=list)  # objects (any class) vs background
+    object_f1: list[float] = field(default_factory=list)  # instances matched one-to-one at IoU >= 0.5
+    dead_share: list[float] = field(default_factory=list)  # true live pixels called dead (NaN: no dead class)
+    class_iou: list[list[float]] = field(default_factory=list)  # per frame, per class
     noise_ssim: list[float] = field(default_factory=list)
     noise_kld: list[float] = field(default_factory=list)
     seconds_per_tile: list[float] = field(default_factory=list)
@@ -141,17 +165,35 @@ class MethodScores:
                "n_units": len(self.units("miou"))}
         for key in SCORE_KEYS:
             out[key], out[key + "_sd"] = ms(self.units(key))
+        for c, (mean, sd) in enumerate(self.class_iou_stats()):
+            out[f"iou_class{c}"], out[f"iou_class{c}_sd"] = mean, sd
+        return out
+
+    def class_iou_stats(self) -> list[tuple[float, float]]:
+        """(mean, SD) of each class's IoU over folds or frames (NaN where a class never occurs)."""
+        if not self.class_iou:
+            return []
+        per = np.asarray(self.class_iou, float)  # (frames, classes)
+        out = []
+        for c in range(per.shape[1]):
+            tmp = MethodScores(self.name, self.nfe, miou=list(per[:, c]), groups=self.groups)
+            v = tmp.units("miou")
+            v = v[np.isfinite(v)]
+            out.append((float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0) if v.size
+                       else (float("nan"), float("nan")))
         return out
 
     def extend(self, other: "MethodScores") -> None:
-        for key in (*SCORE_KEYS, "groups"):
+        for key in (*SCORE_KEYS, "class_iou", "groups"):
             getattr(self, key).extend(getattr(other, key))
 
 
-def _score_frames(bundle, method: Method, images, masks, n_classes: int, groups: Sequence[int] | None,
-                  on_frame: Callable[[str, int, int], None] | None) -> MethodScores:
+def _score_frames(bundle, method: Method, images, masks, instances, class_names, instance_config,
+                  groups: Sequence[int] | None, on_frame: Callable[[str, int, int], None] | None) -> MethodScores:
+    n_classes = len(class_names)
+    live, dead = class_id(class_names, "live"), class_id(class_names, "dead")
     ms = MethodScores(method.name, method.nfe)
-    for i, (img, mask) in enumerate(zip(images, masks)):
+    for i, (img, mask, true_ids) in enumerate(zip(images, masks, instances)):
         if method.config is not None:
             r = segment(img, bundle, method.config)
             labels, ssim, kld, spt = r.labels, r.noise_ssim, r.noise_kld, r.segment_seconds_per_tile
@@ -161,9 +203,16 @@ def _score_frames(bundle, method: Method, images, masks, n_classes: int, groups:
             tile = bundle.card.tile_size if bundle is not None else 256
             n_tiles = max(1, -(-img.shape[0] // tile) * -(-img.shape[1] // tile))
             ssim, kld, spt = float("nan"), float("nan"), (time.perf_counter() - t0) / n_tiles
-        s = segmentation_scores(labels, np.asarray(mask), n_classes)
+        mask = np.asarray(mask)
+        s = segmentation_scores(labels, mask, n_classes)
         ms.miou.append(s["miou"])
         ms.f1.append(s["f1"])
+        ms.class_iou.append([float(v) for v in s["iou_per_class"]])
+        ms.fg_iou.append(foreground_iou(labels, mask))
+        pred_ids = cell_instances(labels, img, class_names, instance_config)
+        ms.object_f1.append(object_f1(pred_ids, true_ids, OBJECT_IOU))
+        ms.dead_share.append(float("nan") if live is None or dead is None
+                             else dead_share_of_live(labels, mask, live, dead))
         ms.noise_ssim.append(ssim)
         ms.noise_kld.append(kld)
         ms.seconds_per_tile.append(spt)
@@ -180,27 +229,46 @@ def evaluate(
     masks: Sequence[np.ndarray],
     methods: dict[str, SegmentConfig] | Sequence[Method],
     *,
+    instances: Sequence[np.ndarray] | None = None,
     groups: Sequence[int] | None = None,
     n_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    instance_config: InstanceConfig | None = None,
     on_frame: Callable[[str, int, int], None] | None = None,
 ) -> list[MethodScores]:
-    """Run every method on every (image, mask) frame; per-frame mIoU/F1 (absent classes ignored).
+    """Run every method on every (image, mask) frame; per-frame scores.
 
-    methods: `Method`s, or a {name: SegmentConfig} dict. Methods with the same setting (e.g.
-    "Random x1" of Table 2 and "Random" of Table 3) are run once and share their scores.
-    groups: each frame's fold (see `MethodScores.units`); None: statistics over frames.
+    Scores: mIoU/F1 (absent classes ignored), IoU per class, foreground IoU, object F1
+    (predicted cells from `summary.cell_instances` with the bundle's instance setting,
+    matched one-to-one to the true `instances` at IoU >= 0.5), and the share of true live
+    pixels called dead. instances: true id maps per frame (default: `data.mask_instances`
+    of each class mask). methods: `Method`s, or a {name: SegmentConfig} dict. Methods with
+    the same setting (e.g. "Random x1" of Table 2 and "Random" of Table 3) are run once and
+    share their scores. groups: each frame's fold (see `MethodScores.units`); None:
+    statistics over frames.
     """
+    from .data import mask_instances
+
     if isinstance(methods, dict):
         methods = [Method(k, v) for k, v in methods.items()]
-    if n_classes is None:
-        if bundle is None:
-            raise ConfigError("give n_classes when no bundle is given")
-        n_classes = bundle.n_classes
+    if class_names is None:
+        if bundle is not None and n_classes in (None, bundle.n_classes):
+            class_names = bundle.card.class_names
+        elif n_classes is not None:
+            class_names = ("background",) + tuple(f"class_{i}" for i in range(1, n_classes))
+        else:
+            raise ConfigError("give n_classes or class_names when no bundle is given")
+    class_names = tuple(class_names)
+    if instance_config is None:
+        instance_config = InstanceConfig.from_dict(bundle.card.instances if bundle is not None else None)
+    if instances is None:
+        instances = [mask_instances(m) for m in masks]
     done: dict = {}
     results = []
     for m in methods:
         if m.key not in done:
-            done[m.key] = _score_frames(bundle, m, images, masks, n_classes, groups, on_frame)
+            done[m.key] = _score_frames(bundle, m, images, masks, instances, class_names, instance_config,
+                                        groups, on_frame)
         results.append(replace(done[m.key], name=m.name))
     return results
 
@@ -255,8 +323,9 @@ def markdown_table(scores: Sequence[MethodScores], title: str | None = None, ref
     t-test p-value of mIoU against `reference` when that method is in the table."""
     with_p = reference is not None and any(s.name == reference for s in scores)
     pv = p_values(scores, reference) if with_p else {}
-    head = "| Method | NFE / tile | mIoU | F1 | noise SSIM | noise KLD | s / tile |"
-    rule = "|---|---:|---|---|---|---|---:|"
+    head = ("| Method | NFE / tile | mIoU | F1 | foreground IoU | object F1 | IoU per class | true live called dead "
+            "| noise SSIM | noise KLD | s / tile |")
+    rule = "|---|---:|---|---|---|---|---|---|---|---|---:|"
     if with_p:
         head += f" p (mIoU vs {reference}) |"
         rule += "---:|"
@@ -264,14 +333,18 @@ def markdown_table(scores: Sequence[MethodScores], title: str | None = None, ref
     lines += [head, rule]
     for s in scores:
         r = s.row()
+        per_class = " / ".join("n/a" if not np.isfinite(m) else f"{m:.3f}" for m, _ in s.class_iou_stats())
         line = (f"| {r['method']} | {r['nfe']} | {_fmt(r['miou'], r['miou_sd'])} | {_fmt(r['f1'], r['f1_sd'])} | "
+                f"{_fmt(r['fg_iou'], r['fg_iou_sd'])} | {_fmt(r['object_f1'], r['object_f1_sd'])} | {per_class} | "
+                f"{_fmt(r['dead_share'], r['dead_share_sd'])} | "
                 f"{_fmt(r['noise_ssim'], r['noise_ssim_sd'])} | {_fmt(r['noise_kld'], r['noise_kld_sd'])} | "
                 f"{r['seconds_per_tile']:.3f} |")
         if with_p:
             line += f" {_fmt_p(pv[s.name])} |"
         lines.append(line)
     units = {s.unit_name for s in scores}
-    lines += ["", f"mean (SD) over {', '.join(sorted(units))}."]
+    lines += ["", f"mean (SD) over {', '.join(sorted(units))}; IoU per class in class order (background first); "
+              f"object F1: instances matched one-to-one at IoU >= {OBJECT_IOU}."]
     return "\n".join(lines) + "\n"
 
 
@@ -311,6 +384,7 @@ def cross_validate(
     *,
     folds: int,
     seed: int = 0,
+    instances: Sequence[np.ndarray] | None = None,
     bundle: Bundle | None = None,
     baseline: Callable[[np.ndarray], np.ndarray] | None = None,
     train_fold: Callable[[list, list, int], FoldModels] | None = None,
@@ -323,13 +397,18 @@ def cross_validate(
     fold's models are trained on the other folds' frames and scored on its own (the paper's
     protocol); otherwise the given `bundle` (and `baseline`) score every frame and the
     folds only group the frames for the mean (SD). `methods_for(baseline)` builds the rows.
+    `instances`: true id maps per frame (see `evaluate`).
     """
+    from .data import mask_instances
+
+    if instances is None:
+        instances = [mask_instances(m) for m in masks]
     groups = fold_groups(len(images), folds, seed)
     if train_fold is None:
         if bundle is None:
             raise ConfigError("give a bundle, or train_fold to train one per fold")
-        return evaluate(bundle, images, masks, list(methods_for(baseline)), groups=groups if folds > 1 else None,
-                        on_frame=on_frame)
+        return evaluate(bundle, images, masks, list(methods_for(baseline)), instances=instances,
+                        groups=groups if folds > 1 else None, on_frame=on_frame)
     if folds < 2:
         raise ConfigError("training per fold needs at least 2 folds")
     per_fold = []
@@ -339,5 +418,6 @@ def cross_validate(
         log(f"fold {f + 1}/{folds}: training on {len(train)} frames, testing on {len(test)}")
         fb, fbase = train_fold([images[i] for i in train], [masks[i] for i in train], f)
         per_fold.append(evaluate(fb, [images[i] for i in test], [masks[i] for i in test], list(methods_for(fbase)),
-                                 groups=[f] * len(test), on_frame=on_frame))
+                                 instances=[instances[i] for i in test], groups=[f] * len(test),
+                                 on_frame=on_frame))
     return merge_folds(per_fold)

@@ -20,6 +20,10 @@ __all__ = [
     "mean_iou",
     "mean_f1",
     "segmentation_scores",
+    "foreground_iou",
+    "match_instances",
+    "object_f1",
+    "dead_share_of_live",
     "noise_kld",
     "noise_ssim",
     "noise_edges",
@@ -232,6 +236,63 @@ def segmentation_scores(pred, truth, n_classes: int) -> dict:
         "iou_per_class": iou,
         "f1_per_class": f1,
     }
+
+
+def foreground_iou(pred, truth) -> float:
+    """IoU of "any object class" (label > 0) between `pred` and `truth` (1.0 when both are empty)."""
+    p, t = np.asarray(pred) > 0, np.asarray(truth) > 0
+    if p.shape != t.shape:
+        raise InputImageError(f"prediction shape {p.shape} differs from truth shape {t.shape}")
+    union = np.count_nonzero(p | t)
+    return 1.0 if union == 0 else float(np.count_nonzero(p & t) / union)
+
+
+def match_instances(pred_ids, true_ids, threshold: float = 0.5) -> tuple[int, int, int]:
+    """(true positives, predicted objects, true objects): one-to-one matching of instances.
+
+    `pred_ids`, `true_ids`: (H, W) integer id maps, 0 background. Pairs are matched by
+    maximum total IoU (scipy's linear_sum_assignment on the IoU matrix); a match counts
+    when its IoU is >= `threshold` (above 0.5 a match is unique anyway).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    p, t = np.asarray(pred_ids), np.asarray(true_ids)
+    if p.shape != t.shape:
+        raise InputImageError(f"prediction shape {p.shape} differs from truth shape {t.shape}")
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"IoU threshold must be in (0, 1], got {threshold}")
+    p_ids, p_inv = np.unique(p, return_inverse=True)
+    t_ids, t_inv = np.unique(t, return_inverse=True)
+    # Compact ids 0..n (background kept as row/column 0 when present) for a dense contingency table.
+    inter = np.zeros((p_ids.size, t_ids.size), np.int64)
+    np.add.at(inter, (p_inv.ravel(), t_inv.ravel()), 1)
+    p_fg, t_fg = p_ids > 0, t_ids > 0
+    inter = inter[np.ix_(p_fg, t_fg)]
+    n_pred, n_true = inter.shape
+    if n_pred == 0 or n_true == 0:
+        return 0, n_pred, n_true
+    area_p = np.bincount(p_inv.ravel(), minlength=p_ids.size)[p_fg]
+    area_t = np.bincount(t_inv.ravel(), minlength=t_ids.size)[t_fg]
+    iou = inter / (area_p[:, None] + area_t[None, :] - inter)
+    rows, cols = linear_sum_assignment(-iou)
+    return int((iou[rows, cols] >= threshold).sum()), n_pred, n_true
+
+
+def object_f1(pred_ids, true_ids, threshold: float = 0.5) -> float:
+    """F1 of object detection: 2 TP / (predicted + true objects), matches at IoU >= `threshold`.
+
+    1.0 when both maps hold no object.
+    """
+    tp, n_pred, n_true = match_instances(pred_ids, true_ids, threshold)
+    return 1.0 if n_pred + n_true == 0 else 2.0 * tp / (n_pred + n_true)
+
+
+def dead_share_of_live(pred, truth, live: int = 1, dead: int = 2) -> float:
+    """Share of the true `live` pixels that `pred` calls `dead` (NaN without live pixels)."""
+    p, t = np.asarray(pred), np.asarray(truth)
+    live_px = t == live
+    n = np.count_nonzero(live_px)
+    return float("nan") if n == 0 else float(np.count_nonzero(p[live_px] == dead) / n)
 
 
 # --------------------------------------------------------------------------------------

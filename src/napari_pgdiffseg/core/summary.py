@@ -1,8 +1,14 @@
-"""Per-frame numbers a microscopist reads off a segmentation: class fractions, cell counts, viability."""
+"""Per-frame numbers a microscopist reads off a segmentation: class fractions, cell counts,
+viability, and one id per cell (`cell_instances`, the `<stem>_cells.tif` files).
+
+Class ids come from the bundle card's class names (0 is always background), so a 2-class
+model (background / cell) works as well as the 3-class live/dead one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -10,7 +16,20 @@ from skimage.feature import peak_local_max
 from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
-LIVE, DEAD = 1, 2
+from .errors import ConfigError
+
+INSTANCE_METHODS = ("components", "watershed")
+
+
+def foreground_classes(class_names: Sequence[str]) -> list[tuple[int, str]]:
+    """(id, name) of every class but the background (id 0)."""
+    return list(enumerate(class_names))[1:]
+
+
+def class_id(class_names: Sequence[str], name: str) -> int | None:
+    """The id of the class called `name`, or None when the model has no such class."""
+    names = list(class_names)
+    return names.index(name) if name in names else None
 
 
 def count_cells(labels: np.ndarray, class_id: int, min_area: int = 30) -> int:
@@ -22,33 +41,122 @@ def count_cells(labels: np.ndarray, class_id: int, min_area: int = 30) -> int:
     return int((areas >= min_area).sum())
 
 
-def summarize(labels: np.ndarray, class_names: tuple[str, ...], min_area: int = 30) -> dict:
-    """Pixel fraction per class, live and dead cell counts and viability % (NaN with no cells).
+def _viability(counts: Mapping[str, int]) -> float:
+    live, dead = counts.get("live"), counts.get("dead")
+    if live is None or dead is None or live + dead == 0:
+        return float("nan")
+    return 100.0 * live / (live + dead)
 
-    Live and dead are classes 1 and 2 (the default class order).
+
+def summarize(labels: np.ndarray, class_names: Sequence[str], min_area: int = 30) -> dict:
+    """Pixel fraction per class, a cell count per foreground class (``<name>_cells``) and
+    viability % (live / (live + dead) cells; NaN without cells or without live and dead classes).
     """
-    counts = np.bincount(labels.ravel(), minlength=len(class_names))
-    out = {f"fraction_{name}": float(c) / labels.size for name, c in zip(class_names, counts)}
-    n_live, n_dead = count_cells(labels, LIVE, min_area), count_cells(labels, DEAD, min_area)
-    out["live_cells"] = n_live
-    out["dead_cells"] = n_dead
-    out["viability_percent"] = 100.0 * n_live / (n_live + n_dead) if n_live + n_dead else float("nan")
-    return out
+    return summarize_planes([labels], class_names, min_area)
 
 
-def summarize_planes(planes: Sequence[np.ndarray], class_names: Sequence[str], min_area: int = 30) -> dict:
+def summarize_planes(planes: Sequence[np.ndarray], class_names: Sequence[str], min_area: int = 30, *,
+                     instances: Sequence[np.ndarray] | None = None) -> dict:
     """`summarize` over the planes of a stack: fractions averaged, cell counts summed.
 
-    The combination `core.batch.segment_file` writes into its CSV row.
+    Cells are counted in `instances` (the `cell_instances` of each plane, so the counts
+    match the `<stem>_cells.tif` ids) when given, else as connected regions of at least
+    `min_area` px. The combination `core.batch.segment_file` writes into its CSV row.
     """
-    per_plane = [summarize(p, tuple(class_names), min_area) for p in planes]
-    live = sum(s["live_cells"] for s in per_plane)
-    dead = sum(s["dead_cells"] for s in per_plane)
-    out = {f"fraction_{n}": float(np.mean([s[f"fraction_{n}"] for s in per_plane])) for n in class_names}
-    out["live_cells"] = live
-    out["dead_cells"] = dead
-    out["viability_percent"] = 100.0 * live / (live + dead) if live + dead else float("nan")
+    names = tuple(class_names)
+    fractions = np.zeros(len(names))
+    counts = {name: 0 for _, name in foreground_classes(names)}
+    for i, p in enumerate(planes):
+        p = np.asarray(p)
+        fractions += np.bincount(p.ravel(), minlength=len(names))[: len(names)] / p.size
+        for cid, name in foreground_classes(names):
+            if instances is None:
+                counts[name] += count_cells(p, cid, min_area)
+            else:
+                ids = np.unique(np.asarray(instances[i])[p == cid])
+                counts[name] += int((ids > 0).sum())
+    out = {f"fraction_{n}": float(f / len(planes)) for n, f in zip(names, fractions)}
+    out.update({f"{name}_cells": c for name, c in counts.items()})
+    out["viability_percent"] = _viability(counts)
     return out
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """How class labels become one id per object; stored in the bundle card (``instances``).
+
+    method: "components" (each connected region is one object: nuclei, which rarely touch)
+    or "watershed" (touching objects split by a watershed on the smoothed phase, whose
+    maxima mark cell centres: whole cells in clusters). min_distance: px between two
+    centres (watershed). smooth: Gaussian sigma of the phase in px (watershed).
+    min_area: objects smaller than this (px) are dropped.
+    """
+
+    method: str = "components"
+    min_distance: int = 10
+    smooth: float = 2.0
+    min_area: int = 30
+
+    def __post_init__(self):
+        if self.method not in INSTANCE_METHODS:
+            raise ConfigError(f"instance method must be one of {', '.join(INSTANCE_METHODS)}, got {self.method!r}")
+        for name in ("min_distance", "min_area"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ConfigError(f"instances.{name} must be an integer >= 1, got {v!r}")
+        if not isinstance(self.smooth, (int, float)) or not 0 <= self.smooth <= 100:
+            raise ConfigError(f"instances.smooth must be a number in [0, 100], got {self.smooth!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> "InstanceConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown instance setting(s) {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cell_instances(labels: np.ndarray, phase: np.ndarray | None, class_names: Sequence[str],
+                   config: InstanceConfig = InstanceConfig()) -> np.ndarray:
+    """One id per object of every foreground class: (H, W) uint32, 0 background, ids 1..N.
+
+    Each class is split on its own (`config`), so an object never mixes classes; the ids of
+    class c follow those of class c - 1. `phase` (the image) is needed by "watershed".
+    """
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape, np.uint32)
+    next_id = 0
+    for cid, _ in foreground_classes(class_names):
+        mask = labels == cid
+        if not mask.any():
+            continue
+        if config.method == "watershed":
+            if phase is None:
+                raise ConfigError("the watershed instance method needs the image (phase)")
+            ids = split_cells(labels, phase, cid, min_distance=config.min_distance, smooth=config.smooth)
+        else:
+            ids = connected_components(mask, connectivity=2).astype(np.int32)
+        # By hand, not skimage's remove_small_objects: its size argument changed meaning
+        # (min_size -> max_size) in 0.26, and this works on every version we allow.
+        sizes = np.bincount(ids.ravel())
+        small = sizes < config.min_area
+        small[0] = False
+        ids[small[ids]] = 0
+        present = np.unique(ids)
+        present = present[present > 0]
+        lut = np.zeros(int(ids.max()) + 1, np.uint32)
+        lut[present] = np.arange(next_id + 1, next_id + 1 + len(present), dtype=np.uint32)
+        out[mask] = lut[ids[mask]]
+        next_id += len(present)
+    return out
+
+
+def instance_dtype(n_objects: int) -> np.dtype:
+    """uint16 while the ids fit (smaller files, read by every viewer), else uint32."""
+    return np.dtype(np.uint16) if n_objects <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
 
 
 def split_cells(

@@ -322,6 +322,41 @@ def stage_model_and_loss(bundle: Bundle, stage: str, prediction_type: str = "eps
 
 
 @torch.no_grad()
+def with_classes(bundle: Bundle, class_names: tuple[str, ...], colors: tuple | None = None) -> Bundle:
+    """The bundle with an LDM-S for `class_names` (fine-tuning a model to another class list).
+
+    Every LDM-S weight is kept except the mask channels of the first and last
+    convolutions: new class i starts from old class min(i, n_old - 1) (background stays
+    background, a single "cell" class starts from "live"), so a fine-tune starts from a
+    network that already segments. The card's colours are `colors` or the first n of the old.
+    """
+    from diffusers import UNet2DModel
+
+    n_old, n = bundle.n_classes, len(class_names)
+    if n < 2:
+        raise ConfigError(f"a model needs at least 2 classes (background and one more), got {class_names}")
+    colors = tuple(colors) if colors is not None else tuple(bundle.card.colors[min(i, n_old - 1)] for i in range(n))
+    card = replace(bundle.card, class_names=tuple(class_names), colors=colors)
+    if n == n_old:
+        bundle.card = card
+        return bundle
+    old = bundle.ldm_s
+    new = UNet2DModel.from_config({**old.config, "in_channels": n + (old.config.in_channels - n_old),
+                                   "out_channels": n})
+    state = old.state_dict()
+    src = [min(i, n_old - 1) for i in range(n)]
+    w_in = state["conv_in.weight"]  # (C, n_old + 3, k, k): mask channels first, then the image latent
+    state["conv_in.weight"] = torch.cat([w_in[:, src], w_in[:, n_old:]], dim=1)
+    state["conv_out.weight"] = state["conv_out.weight"][src]
+    state["conv_out.bias"] = state["conv_out.bias"][src]
+    new.load_state_dict(state)
+    bundle.ldm_s = new.eval()
+    bundle.card = card
+    bundle.check_consistency()
+    return bundle
+
+
+@torch.no_grad()
 def latent_scaling_factor(autoencoder, dataset: TileDataset, n_tiles: int = 64) -> float:
     """1 / std of the encoder's latents over up to `n_tiles` tiles, so LDMs see unit variance."""
     autoencoder.eval()
@@ -430,57 +465,65 @@ def machine_info() -> dict:
 def build_training_data(
     data_dirs: list[str | os.PathLike] = (),
     *,
+    masks: list[str | os.PathLike | None] | None = None,
     synthetic_frames: int = 0,
     synthetic_seed: int = 0,
     synthetic_config=None,
+    synthetic_kind: str = "classic",
     label_map=None,
     n_classes: int = 3,
     tile_size: int = 256,
     stride: int | None = None,
     augment=None,
     seed: int = 0,
+    frames: "FrameSet | None" = None,
 ) -> tuple[TileDataset, TileDataset | None, dict]:
     """Tiles for the unsupervised stages (every frame) and for LDM-S (frames with masks).
 
-    Frames come from image folders (`data.find_frames` layouts; masks optional) and from
-    `synthetic_frames` synthetic frames with masks. Returns (unlabelled, labelled or None,
-    description for the bundle's provenance).
+    Frames come from image folders (`data.read_frames`; `masks`: a separate mask folder per
+    data folder, masks optional), from an already-read `frames` set (e.g. one fold's
+    training frames), and from `synthetic_frames` synthetic frames with masks of
+    `synthetic_kind` (`synthetic.SYNTHETIC_KINDS`). Returns (unlabelled, labelled or
+    None, description for the bundle's provenance).
     """
-    from .data import Augment, find_frames, read_image, read_mask
-    from .synthetic import SyntheticConfig, make_dataset
+    from .data import Augment, read_frames
+    from .synthetic import make_synthetic
 
     augment = Augment() if augment is None else augment
-    images, masks, names = [], [], []
-    for d in data_dirs:
-        for f in find_frames(d):
-            images.append(read_image(f.image_path))
-            masks.append(None if f.mask_path is None else read_mask(f.mask_path, label_map=label_map,
-                                                                     n_classes=n_classes))
-            names.append(str(f.image_path))
+    images, masks_, names = [], [], []
+    if data_dirs:
+        read = read_frames(data_dirs, masks, label_map=label_map, n_classes=n_classes)
+        images, masks_, names = list(read.images), list(read.masks), list(read.names)
+    if frames is not None:
+        images += list(frames.images)
+        masks_ += list(frames.masks)
+        names += list(frames.names)
     n_files = len(images)
-    n_file_masks = sum(m is not None for m in masks)
+    n_file_masks = sum(m is not None for m in masks_)
     if synthetic_frames:
-        scfg = synthetic_config or SyntheticConfig(shape=(tile_size, tile_size))
-        simg, smask = make_dataset(synthetic_frames, synthetic_seed, scfg)
+        simg, smask, scfg = make_synthetic(synthetic_kind, synthetic_frames, synthetic_seed, synthetic_config,
+                                           shape=(tile_size, tile_size), n_classes=n_classes)
         images += list(simg)
-        masks += list(smask)
-        names += [f"synthetic[{synthetic_seed}:{i}]" for i in range(synthetic_frames)]
+        masks_ += list(smask)
+        names += [f"synthetic {synthetic_kind}[{synthetic_seed}:{i}]" for i in range(synthetic_frames)]
     if not images:
         raise ConfigError("no training frames: give --data folders and/or --synthetic N")
     common = dict(tile_size=tile_size, stride=stride, augment=augment, seed=seed)
     unlabelled = TileDataset.from_arrays(images, None, names=names, load_masks=False, **common)
-    lab_idx = [i for i, m in enumerate(masks) if m is not None]
+    lab_idx = [i for i, m in enumerate(masks_) if m is not None]
     labelled = None
     if lab_idx:
-        labelled = TileDataset.from_arrays([images[i] for i in lab_idx], [masks[i] for i in lab_idx],
+        labelled = TileDataset.from_arrays([images[i] for i in lab_idx], [masks_[i] for i in lab_idx],
                                            names=[names[i] for i in lab_idx], n_classes=n_classes,
                                            require_masks=True, **common)
     desc = {
         "data_dirs": [str(d) for d in data_dirs],
+        "mask_dirs": None if masks is None else [None if m is None else str(m) for m in masks],
         "files": n_files,
         "files_with_masks": n_file_masks,
         "synthetic_frames": synthetic_frames,
         "synthetic_seed": synthetic_seed,
+        "synthetic_kind": synthetic_kind if synthetic_frames else None,
         "synthetic_config": None if not synthetic_frames else asdict(scfg),
         "tiles_unlabelled": len(unlabelled),
         "tiles_labelled": 0 if labelled is None else len(labelled),
@@ -495,4 +538,4 @@ def summarize_reports(reports: list[StageReport]) -> str:
 
 
 __all__ = ["STAGES", "StageConfig", "TrainConfig", "StageReport", "build_training_data", "train_bundle",
-           "latent_scaling_factor", "summarize_reports"]
+           "latent_scaling_factor", "summarize_reports", "with_classes"]
