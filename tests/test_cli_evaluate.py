@@ -25,7 +25,7 @@ def test_evaluate_two_folds_two_methods(tiny_bundle_dir, tmp_path):
     md = (out / "tables.md").read_text()
     rows = re.findall(rf"^\| (Prior x1|Random x1) \| (\d+) \| {MEAN_SD} \| {MEAN_SD} \|.*$", md, re.M)
     assert sorted(rows) == [("Prior x1", "10"), ("Random x1", "5")]
-    assert "mean (SD) over folds." in md and "p (mIoU vs Prior x1)" in md
+    assert "mean (SD) over folds;" in md and "p (mIoU vs Prior x1)" in md
     [path] = out.glob("*_table2.csv")
     data = _csv(path)
     assert [(r["method"], r["nfe"], r["units"], r["n_units"], r["frames"]) for r in data] == [
@@ -45,7 +45,7 @@ def test_evaluate_nfe_curve_and_variants(tiny_bundle_dir, tmp_path):
     assert variants == ["Prior, average + repeat (paper)", "Prior, renormalised", "Prior, mixed (lambda=0.5)"]
     png = (out / "nfe_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert "mean (SD) over frames." in (out / "tables.md").read_text()
+    assert "mean (SD) over frames;" in (out / "tables.md").read_text()
 
 
 def test_two_bundles_give_the_parameterisation_table(tiny_bundle_dir, tmp_path):

@@ -256,8 +256,7 @@ def cmd_train(args) -> int:
         card = with_classes(start, names).card
     else:
         card = BundleCard(class_names=names, colors=default_colors(len(names)))
-    card = dataclasses.replace(card, mask_definition=args.mask_definition or card.mask_definition,
-                               modality=args.modality or card.modality)
+    card = _card_from_args(args, card)
     provenance = {"command": "pgdiffseg " + " ".join(shlex.quote(a) for a in args.argv), "data": desc}
     _, reports = train_bundle(cfg, unlabelled, labelled, args.out, stages=stages, start_from=start,
                               pretrained_autoencoder=args.pretrained_autoencoder, provenance=provenance,
@@ -353,11 +352,13 @@ def _fold_trainer(args, out: Path, class_names):
             n_classes=len(class_names), tile_size=args.tile_size, stride=args.stride, seed=args.seed,
         )
         start = with_classes(load_model(args.start_from), tuple(class_names)) if args.start_from else None
-        card = None
         if start is None:
             from .core.bundle import BundleCard, default_colors
 
             card = BundleCard(class_names=tuple(class_names), colors=default_colors(len(class_names)))
+        else:
+            card = start.card
+        card = _card_from_args(args, card)
         bundle, _ = train_bundle(cfg, unlabelled, labelled, out / f"fold{fold}" / "bundle", stages=stages,
                                  start_from=start, card=card,
                                  provenance={"command": "pgdiffseg " + " ".join(args.argv), "fold": fold, "data": desc})
@@ -531,6 +532,34 @@ def _add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficult
                    help="difficulty of the classic synthetic frames (0..1)")
 
 
+def _add_card_args(p: argparse.ArgumentParser) -> None:
+    """What a trained model labels, recorded in its card: shared by train and evaluate --train-folds."""
+    p.add_argument("--mask-definition", default=None, choices=("nuclei", "whole cells"),
+                   help="what one labelled object is, recorded in the card (default: the start model's)")
+    p.add_argument("--modality", default=None, help="the imaging the model is for, recorded in the card")
+    p.add_argument("--instances", default=None, metavar="KEY=VALUE,...",
+                   help="how labels become one id per cell, e.g. method=watershed,min_distance=16,min_area=100 "
+                        "(methods: components, watershed; default: the start model's)")
+
+
+def _card_from_args(args, card):
+    """`card` with --mask-definition, --modality and --instances applied (validated)."""
+    from .core.summary import InstanceConfig
+
+    instances = dict(card.instances)
+    if args.instances:
+        for part in args.instances.split(","):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise PGDiffSegError(f"--instances: expected KEY=VALUE pairs, got {part!r}")
+            key = key.strip()
+            value = value.strip()
+            instances[key] = value if key == "method" else float(value) if key == "smooth" else int(value)
+    instances = InstanceConfig.from_dict(instances).to_dict()
+    return dataclasses.replace(card, mask_definition=args.mask_definition or card.mask_definition,
+                               modality=args.modality or card.modality, instances=instances)
+
+
 def _class_names(args, model_card=None) -> tuple[str, ...]:
     from .core.bundle import DEFAULT_CLASS_NAMES
 
@@ -612,9 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local diffusers VQModel folder (e.g. LDM vq-f4); skips the autoencoder stage")
     tr.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     tr.add_argument("--stride", type=int, default=None, help="px between training tile origins (default: the tile size)")
-    tr.add_argument("--mask-definition", default=None, choices=("nuclei", "whole cells"),
-                    help="what one labelled object is, recorded in the card (default: the start model's)")
-    tr.add_argument("--modality", default=None, help="the imaging the model is for, recorded in the card")
+    _add_card_args(tr)
     tr.set_defaults(func=cmd_train)
 
     tb = sub.add_parser("train-baseline", help="train the deterministic U-Net baseline (ResNet encoder, Dice loss)")
@@ -655,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr-ldm", type=float, default=2e-4, help="LDM-S learning rate per fold")
     ev.add_argument("--stride", type=int, default=None, help="px between training tile origins per fold")
     ev.add_argument("--otsu", action="store_true", help="add an Otsu-threshold reference row to table2")
+    _add_card_args(ev)
     ev.add_argument("--tile-size", type=int, default=256, help="training tile size per fold")
     ev.add_argument("--inversion-steps", type=int, default=100, help="prior inversion steps (paper: 100)")
     ev.add_argument("--sampling-steps", type=int, default=200, help="LDM-S sampling steps (paper: 200)")

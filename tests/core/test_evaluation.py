@@ -56,7 +56,7 @@ def test_evaluate_runs_methods_and_formats_mean_sd(tiny_bundle, fast_config, tmp
     assert len(rows) == 2
     assert re.search(rf"\| Prior x1 \| 10 \| {MEAN_SD} \| {MEAN_SD} \|", rows[0])
     assert rows[0].endswith("| - |")  # the reference has no p-value against itself
-    assert "mean (SD) over frames." in table
+    assert "mean (SD) over frames;" in table
     path = write_csv(tmp_path / "t.csv", scores, {"bundle": "tiny"})
     header = path.read_text().splitlines()[0].split(",")
     assert header[:6] == ["bundle", "method", "nfe", "frames", "units", "n_units"]
@@ -98,7 +98,7 @@ def test_statistics_over_folds_by_hand():
     r = s.row()
     assert r["units"] == "folds" and r["n_units"] == 2
     assert r["miou"] == pytest.approx(0.55) and r["miou_sd"] == pytest.approx(np.std([0.3, 0.8], ddof=1))
-    assert "mean (SD) over folds." in markdown_table([s])
+    assert "mean (SD) over folds;" in markdown_table([s])
 
 
 def test_p_values_are_scipy_independent_t_tests():

@@ -145,7 +145,7 @@ class MethodScores:
     def units(self, key: str) -> np.ndarray:
         """The values the mean and SD are taken over: per-fold means, or per-frame values."""
         v = np.asarray(getattr(self, key), float)
-        if not self.groups or len(set(self.groups)) < 2:
+        if not self.groups or len(set(self.groups)) < 2 or v.size == 0:  # empty: a score not measured
             return v
         g = np.asarray(self.groups)
         return np.array([np.nanmean(v[g == u]) if np.isfinite(v[g == u]).any() else np.nan for u in sorted(set(g))])

@@ -11,28 +11,32 @@ pixel scale of those frames; labels are *nuclei*, as in the study's ground truth
 
 * ``image = background + halo(cells + debris)``, in grey levels of the uint8 export
   (float32; rounded and clipped to 0..255 with ``quantize``). ``background`` is a flat
-  level (85-180) with a weak smooth field, correlated pixel noise and faint concentric
-  defocus rings of out-of-focus dust.
-* Live cells: flat, spread bodies (thickness rises over a few px from the edge, then
-  stays flat, with a mild perinuclear thickening), star-shaped outlines whose tapered
-  arms make the concave, polygonal HeLa shapes, ruffled edge segments with thin bright
-  filopodia, granular cytoplasm (sparse vesicles, denser around the nucleus). HeLa
-  defaults: cell radius 55-95 px before arms (cells 100-250 px across), nucleus mean
-  radius 28-42 px (area ~2500-5500 px, as the 8 labelled frames: median 4200 px), aspect
-  1.1-1.8, kidney-shaped with probability 0.5, 1-4 nucleoli. `SlimConfig.cho()` gives
-  CHO-like colonies of small packed cells (radius 18-30 px, nucleus 8-13 px).
+  level (85-180) with a weak smooth field, pixel noise (HeLa 1.5-5 grey levels and white,
+  CHO 0.3-0.8 and smoother, as measured on flat background of the real frames) and faint
+  concentric defocus rings of out-of-focus dust.
+* Live cells: flat, spread bodies (thickness rises within 1-2 px of the edge and stays
+  flat, with a thickened rim along the edge), star-shaped outlines whose tapered arms
+  make the concave, polygonal HeLa shapes, ruffled edge segments with thin filopodia,
+  granular cytoplasm (sparse vesicles, denser around the nucleus). HeLa defaults: cell
+  radius 55-95 px before arms (cells 100-250 px across), nucleus mean radius 28-42 px
+  (area ~2500-5500 px; the 8 labelled frames: median 4200 px), aspect 1.1-1.8,
+  kidney-shaped half of the time, strongly mottled, 1-4 nucleoli. The nucleus is thick:
+  after the halo its interior sits near the background level inside a dark ring, as on
+  the labelled frames. `SlimConfig.cho()` gives CHO-like colonies of small packed cells
+  (radius 18-30 px, nucleus 8-13 px, narrower halo).
 * Dead cells: rounded, compact, bright domes (radius 16-30 px) with a granular surface
   and sometimes blebs; their nucleus is condensed (pyknotic): small, round, brighter.
 * Halo: SLIM's halo artefact, ``t - h * G_sigma(t)`` of the total thickness ``t``
-  (``h`` ~0.7-0.95, ``sigma`` 8 px): a dark ring outside every cell and bright rims
-  inside, with flat interiors near the background level, as in the real frames.
+  (``h`` 0.95-1, ``sigma`` 12 px for HeLa, 5 px for CHO, +-25 % per frame): a dark ring
+  outside every cell and a bright rim inside, with flat interiors near the background
+  level, as in the real frames.
 * Labels: 0 background (and cytoplasm), 1 live nucleus, 2 dead (condensed) nucleus.
 
 Holographic (`make_holo_frame`, like ``qpi-cells``: 600x600 float32 Q-PHASE frames in
 radians; labels are *whole cells*)
 
 * ``phase = offset + tilt + smooth field + noise + max_cells(dome) + debris``: background
-  ~0 rad with noise ~0.01 rad (as measured away from the masks), no halo.
+  ~0 rad with noise 0.004-0.012 rad (real: ~0.01 away from the masks), no halo.
 * Cells: domes ``(1 - rho^2)^p`` of peak 1-2.8 rad with ragged edges (high harmonics of
   the outline), a slightly raised nucleus and bright granules, radius 11-22 px (the
   dense frames' median cell is 28 px across), 15 % spindle-shaped; mostly placed in
@@ -44,14 +48,14 @@ radians; labels are *whole cells*)
 Both generators return instance ids on request (``return_instances=True``: uint16, one
 id per visible nucleus or cell, 1..k), so that touching objects can be learnt and scored.
 Seeds follow `synthetic.py`: an integer seed means ``np.random.default_rng(seed)``, and
-frame ``i`` of a dataset uses ``frame_rng(seed, i)``. Speed (one core): ~20-40 ms for a
-256x256 frame.
+frame ``i`` of a dataset uses ``frame_rng(seed, i)``. Speed (one core): 15-40 ms for a
+256x256 frame, 0.05-0.5 s for a 600-832 px frame.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -157,11 +161,12 @@ class SlimConfig:
     filopodia: float = 0.6  # probability that a live cell has ruffled, spiky edges
     cluster: float = 0.7  # probability that a cell is placed next to an earlier one
     background: tuple[float, float] = (85.0, 180.0)  # grey level of the background
-    body_contrast: tuple[float, float] = (25.0, 50.0)  # live body thickness, grey levels
-    dead_contrast: tuple[float, float] = (70.0, 130.0)  # dead cell peak, grey levels
-    halo: tuple[float, float] = (0.7, 0.95)  # fraction of the blurred thickness removed
-    halo_sigma: float = 8.0  # px
-    noise: tuple[float, float] = (0.8, 4.0)  # pixel noise std, grey levels
+    body_contrast: tuple[float, float] = (50.0, 90.0)  # live body thickness, grey levels
+    dead_contrast: tuple[float, float] = (50.0, 100.0)  # dead cell peak, grey levels
+    halo: tuple[float, float] = (0.95, 1.0)  # fraction of the blurred thickness removed
+    halo_sigma: float = 12.0  # px
+    noise: tuple[float, float] = (1.5, 5.0)  # pixel noise std, grey levels
+    noise_sigma: float = 0.35  # px, correlation length of the noise (HeLa white, CHO smooth)
     quantize: bool = True  # round and clip to 0..255 like the uint8 exports
 
     def __post_init__(self) -> None:
@@ -180,6 +185,7 @@ class SlimConfig:
             "halo": ("range", 0.0, 1.0),
             "halo_sigma": ("scalar", 0.5, 100.0),
             "noise": ("range", 0.0, 1e3),
+            "noise_sigma": ("scalar", 0.0, 10.0),
             "quantize": ("bool", 0, 0),
         })
         if self.nucleus_radius[1] >= self.cell_radius[1]:
@@ -196,9 +202,9 @@ class SlimConfig:
     @classmethod
     def cho(cls, **overrides) -> "SlimConfig":
         """CHO-like frames: colonies of small, packed, less spread cells."""
-        base = dict(density=(3.0, 28.0), cell_radius=(18.0, 30.0), nucleus_radius=(8.0, 13.0),
-                    dead_radius=(9.0, 16.0), spread=0.35, filopodia=0.1, cluster=0.95,
-                    body_contrast=(30.0, 60.0), noise=(0.6, 2.0))
+        base = dict(density=(2.0, 10.0), cell_radius=(18.0, 30.0), nucleus_radius=(8.0, 13.0),
+                    dead_radius=(9.0, 16.0), spread=0.15, filopodia=0.1, cluster=0.95,
+                    noise=(0.3, 0.8), noise_sigma=1.0, halo_sigma=5.0)
         base.update(overrides)
         return cls(**base)
 
@@ -216,7 +222,7 @@ class HoloConfig:
     cluster: float = 0.85
     dead_fraction: float = 0.0
     dead_peak: tuple[float, float] = (2.8, 4.0)  # rad
-    noise: tuple[float, float] = (0.006, 0.02)  # rad, pixel noise std
+    noise: tuple[float, float] = (0.004, 0.012)  # rad, pixel noise std
     background_variation: tuple[float, float] = (0.003, 0.02)  # rad, smooth field std
     tilt: float = 1e-4  # rad/px, largest background slope
     psf_sigma: float = 0.9  # px
@@ -424,19 +430,23 @@ def _slim_live_cell(rng, cy: float, cx: float, R: float, cfg: SlimConfig, shape)
     if not cell.any():
         return None
 
-    # Body: rises over a few px from the edge (EDT), then stays flat; a little thicker
-    # around the nucleus.
+    # Body: rises over a few px from the edge (EDT), then stays flat; a thickened margin
+    # (lamellipodial rim) along the edge gives the bright outlines of the real frames once
+    # the halo has flattened the interior. `dome` (around the nucleus) only weights the
+    # granules: a broad perinuclear thickening would survive the halo as a bright plateau,
+    # which the real frames do not show.
     d = ndi.distance_transform_edt(cell).astype(np.float32)
-    edge = 1.0 - np.exp(-d / np.float32(rng.uniform(2.5, 6.0)))
+    edge = 1.0 - np.exp(-d / np.float32(rng.uniform(0.8, 2.0)))
     r2n = ((yy - np.float32(ny)) ** 2 + (xx - np.float32(nx)) ** 2) / np.float32((1.8 * rn) ** 2)
     dome = np.exp(-r2n)
-    body = edge * (np.float32(0.55) + np.float32(0.45) * dome)
+    rim = np.float32(rng.uniform(0.2, 0.6)) * np.exp(-d / np.float32(rng.uniform(2.0, 5.0)))
+    body = edge * (np.float32(1.0) + rim)
     pshape = body.shape
-    tex = (np.float32(1.0) + np.float32(rng.uniform(0.1, 0.25)) * _smooth_noise(rng, pshape, 4.0)
-           + np.float32(rng.uniform(0.08, 0.18)) * _smooth_noise(rng, pshape, 1.0))
+    tex = (np.float32(1.0) + np.float32(rng.uniform(0.04, 0.12)) * _smooth_noise(rng, pshape, 4.0)
+           + np.float32(rng.uniform(0.02, 0.06)) * _smooth_noise(rng, pshape, 1.0))
     thick = body * tex
-    gran = _spots(rng, pshape, rng.uniform(0.004, 0.012), rng.uniform(0.9, 1.4))
-    thick += np.float32(rng.uniform(0.3, 0.8)) * gran * edge * (np.float32(0.3) + dome)
+    gran = _spots(rng, pshape, rng.uniform(0.003, 0.01), rng.uniform(0.9, 1.4))
+    thick += np.float32(rng.uniform(0.05, 0.2)) * gran * edge * (np.float32(0.3) + dome)
 
     # Filopodia: thin bright spikes on one or two ruffled stretches of the edge.
     spikes = np.zeros_like(thick)
@@ -458,8 +468,11 @@ def _slim_live_cell(rng, cy: float, cx: float, R: float, cfg: SlimConfig, shape)
     rho_n = np.sqrt(un * un + vn * vn) / np.maximum(fn, np.float32(0.3))
     nuc = (rho_n < 1.0) & cell
     prof = np.clip((1.0 - rho_n) * np.float32(rn / 2.5), 0.0, 1.0)
-    mottle = np.float32(1.0) + np.float32(0.15) * _smooth_noise(rng, pshape, 2.0)
-    thick += np.float32(rng.uniform(0.2, 0.5)) * prof * mottle
+    # The nucleus is much thicker than the cytoplasm: after the halo its interior sits
+    # near the background level with a dark ring around it (as measured on the labelled
+    # HeLa frames), and its strong chromatin mottle is what sets it apart.
+    mottle = np.float32(1.0) + np.float32(rng.uniform(0.2, 0.4)) * _smooth_noise(rng, pshape, 1.5)
+    thick += np.float32(rng.uniform(0.3, 0.6)) * prof * mottle
     for _ in range(int(rng.integers(1, 5))):
         r_ = 0.6 * math.sqrt(rng.random())
         a_ = rng.uniform(0, 2 * np.pi)
@@ -468,7 +481,7 @@ def _slim_live_cell(rng, cy: float, cx: float, R: float, cfg: SlimConfig, shape)
         px = nx + pu * math.cos(nth) - pv * math.sin(nth)
         sig = rng.uniform(1.5, 3.5)
         d2 = (yy - np.float32(py)) ** 2 + (xx - np.float32(px)) ** 2
-        thick += np.float32(rng.uniform(0.4, 1.0)) * np.exp(-d2 / np.float32(2 * sig * sig))
+        thick += np.float32(rng.uniform(0.1, 0.25)) * np.exp(-d2 / np.float32(2 * sig * sig))
     # Texture fields and the nucleolus Gaussians extend past the outline: cut them off
     # there, then add the spikes, which lie outside it on purpose.
     thick *= cell
@@ -512,7 +525,7 @@ def _add_filopodia(rng, out, yy, xx, theta, a_ax, b_ax, ks, amp, psi,
             dy, dx = ey - by, ex - bx
             t = np.clip((sy * np.float32(dy) + sx * np.float32(dx)) / np.float32(length ** 2), 0, 1)
             d2 = (sy - t * np.float32(dy)) ** 2 + (sx - t * np.float32(dx)) ** 2
-            h = np.float32(rng.uniform(0.4, 1.0))
+            h = np.float32(rng.uniform(0.3, 0.7))
             out[r0:r1, c0:c1] += h * (1.0 - 0.7 * t) * np.exp(-d2 / np.float32(2 * sig * sig))
 
 
@@ -576,7 +589,8 @@ def _add_specks(rng, img: np.ndarray, rate: float, sigma: tuple, height: tuple,
         if box is None:
             continue
         y0, y1, x0, x1, yy, xx = box
-        img[y0:y1, x0:x1] += np.float32(h) * np.exp(-(yy * yy + xx * xx) / np.float32(2 * sig * sig))
+        r2 = yy * yy + xx * xx
+        img[y0:y1, x0:x1] += np.float32(h) * np.exp(-r2 / np.float32(2 * sig * sig))
 
 
 def _add_rings(rng, img: np.ndarray, rate: float, amplitude: tuple) -> None:
@@ -670,15 +684,17 @@ def make_slim_frame(seed_or_rng: int | np.random.Generator, config: SlimConfig |
         next_id += 1
 
     # Debris is part of the optical thickness, so it gets a halo like the cells.
-    _add_specks(rng, cells, 3.0, (0.7, 2.0), (10.0, 45.0), 0.3)
+    _add_specks(rng, cells, 3.0, (0.7, 2.0), (8.0, 30.0), 0.3)
     halo = rng.uniform(*cfg.halo)
     if halo > 0:
-        cells -= np.float32(halo) * ndi.gaussian_filter(cells, cfg.halo_sigma, truncate=3.0)
+        # The halo's width varies a little with focus and the cells' height.
+        sigma = cfg.halo_sigma * rng.uniform(0.8, 1.25)
+        cells -= np.float32(halo) * ndi.gaussian_filter(cells, sigma, truncate=3.0)
     img = cells
     img += np.float32(rng.uniform(*cfg.background))
-    img += np.float32(rng.uniform(0.5, 4.0)) * _coarse_field(rng, (H, W), 160.0)
-    _add_rings(rng, img, 0.15, (1.0, 4.0))
-    img += np.float32(rng.uniform(*cfg.noise)) * _smooth_noise(rng, (H, W), 0.6)
+    img += np.float32(rng.uniform(0.3, 2.0)) * _coarse_field(rng, (H, W), 160.0)
+    _add_rings(rng, img, 0.15, (0.5, 2.0))
+    img += np.float32(rng.uniform(*cfg.noise)) * _smooth_noise(rng, (H, W), cfg.noise_sigma)
     if cfg.quantize:
         np.clip(np.rint(img, out=img), 0.0, 255.0, out=img)
     if return_instances:
@@ -697,13 +713,13 @@ def _holo_cell(rng, cy: float, cx: float, R: float, cfg: HoloConfig, shape, dead
     else:
         spindle = rng.random() < cfg.elongated_fraction
         aspect = rng.uniform(2.0, 3.5) if spindle else rng.uniform(*cfg.aspect)
-        sigma_h, p = 0.08, rng.uniform(0.35, 0.8)
+        sigma_h, p = 0.06, rng.uniform(0.4, 0.7)
     theta = rng.uniform(0.0, np.pi)
     ks = np.arange(2, 7)
     amp, psi = _harmonics(rng, ks, sigma_h)
     # High harmonics with small amplitudes: the ragged, fluffy edges of the real cells.
     kr = np.arange(7, 17)
-    amp_r, psi_r = _harmonics(rng, kr, 0.0 if dead else 0.12)
+    amp_r, psi_r = _harmonics(rng, kr, 0.0 if dead else 0.025)
     a_ax, b_ax = R * math.sqrt(aspect), R / math.sqrt(aspect)
     fmax = 1.0 + float(np.abs(amp).sum() + np.abs(amp_r).sum())
     box = _patch(cy, cx, a_ax * fmax + 3, shape)
@@ -759,7 +775,7 @@ def make_holo_frame(seed_or_rng: int | np.random.Generator, config: HoloConfig |
     dead = rng.random(n) < cfg.dead_fraction
     radii = rng.uniform(*cfg.cell_radius, n)
     order = np.argsort(-radii, kind="stable")
-    pos_sorted = _place(rng, radii[order], (H, W), 0.8, cfg.cluster, margin, (0.85, 1.05))
+    pos_sorted = _place(rng, radii[order], (H, W), 0.7, cfg.cluster, margin, (0.75, 0.95))
     positions: list = [None] * n
     for k, idx in enumerate(order):
         positions[idx] = pos_sorted[k]

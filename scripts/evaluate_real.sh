@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The real-data cross-validation of the README (issue 10): 3 folds split by frame, each fold's
+# LDM-S fine-tuned from synthetic-demo on the other folds' frames (plus synthetic frames of the
+# matching generator), its U-Net baseline trained on the same frames, and an Otsu reference.
+#   bash scripts/evaluate_real.sh hela|qpi-cells [OUT]
+# Wall time on the 2-core CPU of this project (one torch thread each, both sets side by side):
+# see the README section "Results on real frames".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${PGDIFFSEG_DATA:-../shared/data}
+set_name=${1:?hela or qpi-cells}
+ROWS=("Otsu threshold (reference)" "U-Net (ResNet-18)" "Random x1" "Random x5" "Prior x1")
+COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --prediction-type sample
+        --stride 128 --baseline-steps 600 --baseline-crop 128 --otsu --tables table2 --methods "${ROWS[@]}"
+        --inversion-steps 10 --sampling-steps 10 --quiet)
+case "$set_name" in
+  hela)
+    pgdiffseg evaluate --data "$DATA/qpi-live-dead/HeLa" --masks "$DATA/qpi-live-dead/HeLa-labels" \
+      --label-map viability4 --classes background,live,dead --mask-definition nuclei \
+      --instances method=components,min_area=300 --steps-ldm-s 1500 --train-synthetic 40 --synthetic-kind slim \
+      "${COMMON[@]}" --out "${2:-out/eval/hela}" ;;
+  qpi-cells)
+    pgdiffseg evaluate --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
+      --mask-definition "whole cells" --instances method=watershed,min_distance=16,min_area=100 \
+      --steps-ldm-s 1200 --train-synthetic 40 --synthetic-kind holo \
+      "${COMMON[@]}" --out "${2:-out/eval/qpi-cells}" ;;
+  *) echo "unknown set $set_name (hela or qpi-cells)" >&2; exit 2 ;;
+esac
