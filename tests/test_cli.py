@@ -43,7 +43,14 @@ def test_segment_folder_writes_labels_and_csv_and_reports_bad_file(bundle_dir, f
     a = tifffile.imread(out / "a_labels.tif")
     assert a.shape == (100, 120) and a.dtype == np.uint8 and set(np.unique(a)) <= {0, 1, 2}
     assert tifffile.imread(out / "b_labels.tif").shape == (2, 64, 64)
-    assert not (out / "bad_labels.tif").exists()
+    assert not (out / "bad_labels.tif").exists() and not (out / "bad_cells.tif").exists()
+    cells = tifffile.imread(out / "a_cells.tif")  # one id per cell beside the class labels
+    assert cells.shape == a.shape and cells.dtype == np.uint16
+    assert ((cells > 0) <= (a > 0)).all()  # ids only on cell pixels (specks below min_area dropped)
+    n_ids = len(np.unique(cells[cells > 0]))
+    assert int(rows["a.tif"]["live_cells"]) + int(rows["a.tif"]["dead_cells"]) == n_ids
+    assert rows["a.tif"]["cells_output"].endswith("a_cells.tif")
+    assert tifffile.imread(out / "b_cells.tif").shape == (2, 64, 64)
     assert int(rows["a.tif"]["nfe"]) == 10
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
     # Rerun: done files are skipped (resume), the bad one is retried.
@@ -99,7 +106,7 @@ def test_info_prints_card(bundle_dir, capsys):
 
 def test_demo_writes_truth_labels_figure_and_summary(bundle_dir, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--bundle", str(bundle_dir), *FAST]) == 0
+    assert main(["demo", "--synthetic", "--out", str(out), "--bundle", str(bundle_dir), *FAST]) == 0
     truth = tifffile.imread(out / "synthetic_qpi_truth.tif")
     labels = tifffile.imread(out / "synthetic_qpi_labels.tif")
     assert labels.shape == truth.shape == (512, 512) and set(np.unique(labels)) <= {0, 1, 2}
@@ -108,6 +115,37 @@ def test_demo_writes_truth_labels_figure_and_summary(bundle_dir, tmp_path, capsy
     summary = (out / "synthetic_qpi_summary.txt").read_text()
     assert summary.count("\n") == 1 and "mIoU" in summary and "NFE 10/tile" in summary
     assert "mIoU" in capsys.readouterr().out
+    assert tifffile.imread(out / "synthetic_qpi_cells.tif").shape == (512, 512)
+
+
+def test_demo_default_is_the_real_sample_scored_against_its_hand_checked_mask(bundle_dir, tmp_path, capsys):
+    from napari_pgdiffseg._sample_data import skimage_cell_truth
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--model", str(bundle_dir), *FAST]) == 0
+    truth = tifffile.imread(out / "skimage_cell_truth.tif")
+    assert truth.shape == (660, 550) and np.array_equal(truth, skimage_cell_truth())
+    assert 0.03 < truth.mean() < 0.035  # the one cell covers ~3 % of the frame
+    summary = (out / "skimage_cell_summary.txt").read_text()
+    assert "foreground IoU" in summary and "skimage_cell" in capsys.readouterr().out
+
+
+def test_models_lists_the_shipped_models(capsys):
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert "slim-viability (default)" in text and "qpi-cells" in text and "synthetic-demo" in text
+    assert "labels:    nuclei" in text and "labels:    whole cells" in text
+    assert main(["models", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert {e["name"]: e["labels"] for e in entries}["qpi-cells"] == "whole cells"
+    assert all(e["held_out"] for e in entries)
+
+
+def test_unknown_model_name_is_one_line(folder, tmp_path, capsys):
+    code = main(["segment", str(folder), "--out", str(tmp_path / "o"), "--model", "hela-nuclei", *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "neither a shipped model" in err and "slim-viability" in err
 
 
 def test_demo_on_a_real_image(bundle_dir, tmp_path):

@@ -103,27 +103,43 @@ def cmd_segment(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Segment a synthetic frame with truth (or --image FILE) and write labels, figure, summary."""
+    """Segment the plugin's real sample (or --image FILE, or --synthetic) and write labels, cells, figure, summary.
+
+    The sample is scikit-image's real QPI cell, segmented with the model that fits it
+    (qpi-cells) and scored against its hand-checked mask; --synthetic segments a synthetic
+    frame with its truth using synthetic-demo; --image segments a file with --model
+    (default: the default model).
+    """
     from tqdm import tqdm
 
+    from ._sample_data import SKIMAGE_CELL_MODEL, skimage_cell_truth
+    from .core.batch import cells_path, output_path
     from .core.data import read_image
     from .core.io import write_tiff
-    from .core.metrics import segmentation_scores
+    from .core.metrics import foreground_iou, segmentation_scores
     from .core.pipeline import segment
+    from .core.summary import InstanceConfig, cell_instances, foreground_classes, instance_dtype, summarize_planes
     from .core.synthetic import SyntheticConfig, make_frame
     from .figure import demo_figure
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    model = args.model
     if args.image:
         image, truth, name = read_image(args.image), None, Path(args.image).stem
-    else:
+    elif args.synthetic:
         image, truth = make_frame(DEMO_SEED, SyntheticConfig(shape=(512, 512), difficulty=0.5))
-        name = "synthetic_qpi"
+        name, model = "synthetic_qpi", model or "synthetic-demo"
+        write_tiff(out / f"{name}.tif", image)
+        write_tiff(out / f"{name}_truth.tif", truth)
+    else:
+        from skimage.data import cell
+
+        image, truth, name, model = cell(), skimage_cell_truth(), "skimage_cell", model or SKIMAGE_CELL_MODEL
         write_tiff(out / f"{name}.tif", image)
         write_tiff(out / f"{name}_truth.tif", truth)
     config = _config_from_args(args)
-    bundle = _load(args.model)
+    bundle = _load(model)
     bar = tqdm(unit="eval", desc=f"{name} ({config.strategy})", disable=args.quiet)
 
     def progress(p):
@@ -133,18 +149,25 @@ def cmd_demo(args) -> int:
 
     result = segment(image, bundle, config, progress=progress)
     bar.close()
-    labels_path = write_tiff(out / f"{name}_labels.tif", result.labels)
-    parts = [f"{name}:"]
+    names = bundle.card.class_names
+    cells = cell_instances(result.labels, image, names, InstanceConfig.from_dict(bundle.card.instances))
+    write_tiff(cells_path(out, name), cells.astype(instance_dtype(int(cells.max()))))
+    labels_path = write_tiff(output_path(out, name), result.labels)
+    counts = summarize_planes([result.labels], names, instances=[cells])
+    parts = [f"{name} ({Path(str(bundle.path)).name}):"]
     if truth is not None:
-        s = segmentation_scores(result.labels, truth, bundle.n_classes)
-        parts.append(f"mIoU {s['miou']:.3f}, F1 {s['f1']:.3f},")
+        if truth.max() < bundle.n_classes:
+            s = segmentation_scores(result.labels, truth, bundle.n_classes)
+            parts.append(f"mIoU {s['miou']:.3f}, F1 {s['f1']:.3f},")
+        parts.append(f"foreground IoU {foreground_iou(result.labels, truth):.3f},")
+    parts.append(", ".join(f"{counts[f'{n}_cells']} {n}" for _, n in foreground_classes(names)) + ",")
     parts.append(f"noise SSIM {result.noise_ssim:.3f}, KLD {result.noise_kld:.3f}, NFE {result.nfe}/tile x "
                  f"{result.n_tiles} tiles, {result.seconds:.1f} s on {result.device}")
     summary = " ".join(parts)
     fig = demo_figure(out / f"{name}_figure.png", image, result, bundle.card.colors, truth, title=summary)
     (out / f"{name}_summary.txt").write_text(summary + "\n")
     print(summary)
-    print(f"wrote {labels_path}, {fig}")
+    print(f"wrote {labels_path}, {cells_path(out, name)}, {fig}")
     return 0
 
 
@@ -246,7 +269,7 @@ def cmd_train(args) -> int:
     unlabelled, labelled, desc = build_training_data(
         args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
         synthetic_config=_synthetic_config(args), synthetic_kind=args.synthetic_kind, label_map=_label_map(args),
-        n_classes=len(names), seed=args.seed, stride=args.stride,
+        n_classes=len(names), seed=args.seed, stride=args.stride, augment=_augment(args),
     )
     main_process = process_state(args.device).is_main_process  # one of several under `accelerate launch`
     if main_process:
@@ -284,7 +307,7 @@ def cmd_train_baseline(args) -> int:
     _, labelled, desc = build_training_data(
         args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
         synthetic_config=_synthetic_config(args), synthetic_kind=args.synthetic_kind, label_map=_label_map(args),
-        n_classes=len(_class_names(args)), seed=args.seed,
+        n_classes=len(_class_names(args)), seed=args.seed, augment=_augment(args),
     )
     if labelled is None:
         raise PGDiffSegError("the U-Net baseline needs labelled frames: give --data folders with masks or --synthetic N")
@@ -350,6 +373,7 @@ def _fold_trainer(args, out: Path, class_names):
             frames=frames, synthetic_frames=args.train_synthetic, synthetic_seed=args.synthetic_seed + 1000,
             synthetic_kind=args.synthetic_kind, synthetic_config=_synthetic_config(args),
             n_classes=len(class_names), tile_size=args.tile_size, stride=args.stride, seed=args.seed,
+            augment=_augment(args),
         )
         start = with_classes(load_model(args.start_from), tuple(class_names)) if args.start_from else None
         if start is None:
@@ -530,6 +554,16 @@ def _add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficult
     p.add_argument("--synthetic-seed", type=int, default=synthetic_seed, help="seed of the synthetic frames")
     p.add_argument("--synthetic-difficulty", type=float, default=difficulty,
                    help="difficulty of the classic synthetic frames (0..1)")
+    p.add_argument("--brightness", type=float, default=0.1,
+                   help="augmentation: offset b ~ U(-B, B) added to the normalised image (training only)")
+    p.add_argument("--contrast", type=float, default=0.1,
+                   help="augmentation: gain c ~ U(1 - C, 1 + C) of the normalised image (training only)")
+
+
+def _augment(args):
+    from .core.data import Augment
+
+    return Augment(brightness=args.brightness, contrast=args.contrast)
 
 
 def _add_card_args(p: argparse.ArgumentParser) -> None:
@@ -600,9 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(seg)
     seg.set_defaults(func=cmd_segment)
 
-    demo = sub.add_parser("demo", help="segment a synthetic frame with truth (or --image FILE): labels, figure, summary")
+    demo = sub.add_parser("demo", help="segment the real sample cell (or --image FILE, or --synthetic): labels, "
+                                       "cells, figure, summary")
     demo.add_argument("--out", default="pgdiffseg-demo", help="output folder (default: pgdiffseg-demo)")
-    demo.add_argument("--image", default=None, help="a real frame (TIFF, PNG) instead of the synthetic one")
+    demo.add_argument("--image", default=None, help="a frame of your own (TIFF, PNG) instead of the sample")
+    demo.add_argument("--synthetic", action="store_true",
+                      help="a synthetic frame with truth, segmented with synthetic-demo, instead of the sample")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_model_arg(demo)
     _add_config_args(demo)

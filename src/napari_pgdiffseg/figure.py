@@ -75,3 +75,31 @@ def nfe_curve_figure(path: str | Path, curves: "dict[str, Sequence[MethodScores]
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def truth_figure(path: str | os.PathLike, image: np.ndarray, labels: np.ndarray, truth: np.ndarray, colors,
+                 title: str | None = None) -> Path:
+    """PNG: image | labels | truth | outlines on the image (predicted green, true red)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from skimage.segmentation import find_boundaries
+
+    grey = np.asarray(image, np.float32)
+    lo, hi = np.percentile(grey, [1, 99.8])
+    grey = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
+    overlay = np.stack([grey] * 3, -1)
+    overlay[find_boundaries(truth > 0, mode="thick")] = (1.0, 0.1, 0.1)
+    overlay[find_boundaries(labels > 0, mode="thick")] = (0.1, 1.0, 0.1)
+    panels = [("image", grey, "gray"), ("labels", label_rgba(labels, colors), None),
+              ("truth", label_rgba(truth, colors), None), ("outlines: predicted green, true red", overlay, None)]
+    fig = Figure(figsize=(3.4 * len(panels), 3.8), dpi=110)
+    FigureCanvasAgg(fig)
+    for i, (name, data, cmap) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.imshow(data, cmap=cmap, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

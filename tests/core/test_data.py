@@ -464,3 +464,65 @@ def test_unmapped_value_is_an_error_naming_file_and_value(synth_dir):
 def test_frame_dataclass():
     f = Frame("a/b.tif")
     assert f.mask_path is None and f.name == "b" and f.image_path.suffix == ".tif"
+
+
+# ---- real label sets: the study's 4-value maps, instance masks, separate mask folders -------
+
+from napari_pgdiffseg.core.data import mask_instances, read_frames  # noqa: E402
+
+
+def test_viability4_maps_injured_to_live_and_dead_to_dead():
+    raw = np.array([[0, 1, 2, 3]], np.uint8)  # background, live, injured, dead (Hu et al. 2022 maps)
+    np.testing.assert_array_equal(map_labels(raw, "viability4"), [[0, 1, 1, 2]])
+
+
+def test_instances_map_sends_every_cell_value_to_class_one():
+    raw = np.array([[0, 25, 50], [75, 0, 65535]], np.uint16)
+    np.testing.assert_array_equal(map_labels(raw, "instances", n_classes=2), [[0, 1, 1], [1, 0, 1]])
+    assert parse_label_map("instances")[40000] == 1
+
+
+def test_mask_instances_are_connected_regions_of_one_value():
+    raw = np.zeros((6, 9), np.uint8)
+    raw[1:5, 1:4] = 25
+    raw[1:5, 4:7] = 50  # touches the 25-cell: still a cell of its own
+    raw[0, 8] = 25      # the same value elsewhere: another cell
+    ids = mask_instances(raw)
+    assert ids.dtype == np.int32 and ids.max() == 3
+    assert ids[2, 2] != ids[2, 5] and ids[0, 8] not in (0, ids[2, 2])
+    with pytest.raises(InputImageError, match="2D"):
+        mask_instances(np.zeros((2, 3, 4)))
+
+
+def test_separate_mask_folder_pairs_by_name_and_keeps_unlabelled_frames(tmp_path):
+    images, masks = tmp_path / "HeLa", tmp_path / "HeLa-labels"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("0000", "0001", "0002"):
+        iio.imwrite(images / f"{name}.png", _rand((40, 40)).astype(np.uint8))
+    m = np.zeros((40, 40), np.uint8)
+    m[5:15, 5:15] = 2  # injured -> live
+    m[20:30, 20:30] = 1
+    iio.imwrite(masks / "0001.png", m)
+    frames = find_frames(images, masks=masks)
+    assert [f.name for f in frames] == ["0000", "0001", "0002"]
+    assert [f.mask_path is not None for f in frames] == [False, True, False]
+    fs = read_frames([images], [masks], label_map="viability4", labelled_only=True)
+    assert len(fs) == 1 and fs.names[0].endswith("0001.png")
+    assert set(np.unique(fs.masks[0])) == {0, 1} and fs.instances[0].max() == 2
+    every = read_frames([images], [masks], label_map="viability4")
+    assert len(every) == 3 and len(every.labelled) == 1
+    with pytest.raises(InputImageError, match="no such mask folder"):
+        find_frames(images, masks=tmp_path / "nope")
+    with pytest.raises(ConfigError, match="one per folder"):
+        read_frames([images, images], [masks])
+    iio.imwrite(masks / "9999.png", m)
+    with pytest.raises(InputImageError, match="no matching image"):
+        find_frames(images, masks=masks)
+
+
+def test_lzw_compressed_tiff_reads(tmp_path):
+    """imagecodecs is a dependency: LZW TIFFs (qpi-cells, many microscopes) read."""
+    phase = _rand((30, 40)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "lzw.tif", phase, compression="lzw")
+    np.testing.assert_array_equal(read_image(tmp_path / "lzw.tif"), phase)

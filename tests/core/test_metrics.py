@@ -342,3 +342,51 @@ def test_noise_stats():
     assert noise_stats(averaged)["std"] == pytest.approx(1 / math.sqrt(3), abs=0.02)
     with pytest.raises(InputImageError, match="empty"):
         noise_stats(np.array([]))
+
+
+# ---- real-data scores: foreground IoU, object F1, dead share -------------------------------
+
+from napari_pgdiffseg.core.metrics import dead_share_of_live, foreground_iou, match_instances, object_f1  # noqa: E402
+
+
+def test_foreground_iou_by_hand():
+    pred = np.zeros((10, 10), np.uint8)
+    truth = np.zeros((10, 10), np.uint8)
+    pred[0:4, 0:5] = 1  # 20 px
+    truth[2:6, 0:5] = 2  # 20 px, overlap 10 px (any object class counts)
+    assert foreground_iou(pred, truth) == pytest.approx(10 / 30)
+    assert foreground_iou(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
+
+
+def test_object_f1_matches_one_to_one_at_iou_half():
+    truth = np.zeros((20, 40), np.int32)
+    truth[2:10, 2:10] = 1   # 64 px
+    truth[2:10, 20:28] = 2  # 64 px
+    pred = np.zeros_like(truth)
+    pred[2:10, 2:10] = 7     # exact: IoU 1
+    pred[2:10, 24:32] = 3    # IoU 32 / 96 = 0.33: no match
+    pred[15:18, 35:38] = 9   # a false positive
+    assert match_instances(pred, truth) == (1, 3, 2)
+    assert object_f1(pred, truth) == pytest.approx(2 * 1 / 5)
+    assert object_f1(pred, truth, threshold=0.3) == pytest.approx(2 * 2 / 5)
+    # One predicted object over two true ones (IoU 64 / 128 = 0.5 with each) is one match at most.
+    merged = np.where(truth > 0, 1, 0)
+    assert match_instances(merged, truth) == (1, 1, 2)
+    assert object_f1(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+
+
+def test_object_f1_threshold_is_inclusive_and_checked():
+    truth = np.zeros((4, 8), np.int32)
+    truth[:, :4] = 1
+    pred = np.zeros_like(truth)
+    pred[:, :8] = 1  # IoU 16 / 32 = 0.5
+    assert match_instances(pred, truth, 0.5) == (1, 1, 1)
+    with pytest.raises(ConfigError, match="threshold"):
+        object_f1(pred, truth, threshold=0)
+
+
+def test_dead_share_of_live():
+    truth = np.array([[1, 1, 1, 1], [0, 2, 2, 0]])
+    pred = np.array([[2, 1, 1, 0], [0, 2, 0, 0]])
+    assert dead_share_of_live(pred, truth) == 0.25
+    assert np.isnan(dead_share_of_live(pred, np.zeros_like(truth)))

@@ -23,3 +23,57 @@ def test_diagonal_touching_pixels_are_one_cell():
     lab = np.zeros((10, 10), np.uint8)
     lab[np.arange(10), np.arange(10)] = 1
     assert count_cells(lab, 1, 1) == 1
+
+
+# ---- one id per cell (the <stem>_cells.tif files) ------------------------------------------
+
+import pytest  # noqa: E402
+
+from napari_pgdiffseg.core.errors import ConfigError  # noqa: E402
+from napari_pgdiffseg.core.summary import InstanceConfig, cell_instances, instance_dtype, summarize_planes  # noqa: E402
+
+
+def _two_touching_domes():
+    yy, xx = np.mgrid[:80, :120]
+    d1, d2 = np.hypot(yy - 40, xx - 40), np.hypot(yy - 40, xx - 75)
+    phase = np.maximum(np.clip(1 - d1 / 20, 0, None), np.clip(1 - d2 / 20, 0, None)).astype(np.float32)
+    return phase, (phase > 0).astype(np.uint8)
+
+
+def test_cell_instances_watershed_splits_touching_cells_components_does_not():
+    phase, labels = _two_touching_domes()
+    split = cell_instances(labels, phase, ("background", "cell"), InstanceConfig("watershed", min_distance=10))
+    assert split.dtype == np.uint32 and set(np.unique(split)) == {0, 1, 2}
+    assert split[40, 40] != split[40, 75]
+    np.testing.assert_array_equal(split > 0, labels > 0)
+    joined = cell_instances(labels, phase, ("background", "cell"), InstanceConfig("components"))
+    assert set(np.unique(joined)) == {0, 1}
+
+
+def test_cell_instances_ids_follow_class_order_and_drop_small_objects():
+    lab = np.zeros((40, 40), np.uint8)
+    lab[2:10, 2:10] = 1      # live, 64 px
+    lab[20:30, 20:30] = 2    # dead, 100 px
+    lab[35:37, 35:37] = 1    # 4 px speck
+    ids = cell_instances(lab, None, ("background", "live", "dead"), InstanceConfig(min_area=30))
+    assert ids[5, 5] == 1 and ids[25, 25] == 2 and ids[36, 36] == 0
+    s = summarize_planes([lab], ("background", "live", "dead"), instances=[ids])
+    assert (s["live_cells"], s["dead_cells"], s["viability_percent"]) == (1, 1, 50.0)
+
+
+def test_two_class_model_counts_cells_without_viability():
+    lab = np.zeros((20, 20), np.uint8)
+    lab[2:12, 2:12] = 1
+    s = summarize_planes([lab], ("background", "cell"))
+    assert s["cell_cells"] == 1 and s["fraction_cell"] == 0.25 and math.isnan(s["viability_percent"])
+
+
+def test_instance_config_validation_and_dtype():
+    assert InstanceConfig.from_dict({"method": "watershed", "min_distance": 5}).min_distance == 5
+    with pytest.raises(ConfigError, match="instance method"):
+        InstanceConfig(method="blobs")
+    with pytest.raises(ConfigError, match="unknown instance setting"):
+        InstanceConfig.from_dict({"min_dist": 3})
+    with pytest.raises(ConfigError, match="needs the image"):
+        cell_instances(np.ones((4, 4), np.uint8), None, ("b", "c"), InstanceConfig("watershed"))
+    assert instance_dtype(65535) == np.uint16 and instance_dtype(65536) == np.uint32

@@ -149,3 +149,35 @@ def test_gradient_accumulation_steps_the_optimiser_every_n_batches(data, tmp_pat
     assert moved is changed  # accelerate only steps the optimiser after `accumulate` batches
     card = json.loads((tmp_path / "b" / "pgdiffseg.json").read_text())
     assert card["provenance"]["training_runs"][-1]["config"]["gradient_accumulation_steps"] == accumulate
+
+
+def test_with_classes_keeps_weights_and_starts_new_classes_from_old_ones(tiny_bundle):
+    import copy
+
+    import torch
+
+    from napari_pgdiffseg.core.training import with_classes
+
+    b = copy.deepcopy(tiny_bundle)
+    old = copy.deepcopy(b.ldm_s)
+    two = with_classes(b, ("background", "cell"))
+    assert two.card.class_names == ("background", "cell") and len(two.card.colors) == 2
+    assert two.ldm_s.config.in_channels == 2 + 3 and two.ldm_s.config.out_channels == 2
+    w_old, w_new = old.conv_in.weight, two.ldm_s.conv_in.weight
+    assert torch.equal(w_new[:, :2], w_old[:, :2]) and torch.equal(w_new[:, 2:], w_old[:, 3:])
+    assert torch.equal(two.ldm_s.conv_out.weight, old.conv_out.weight[:2])
+    same = dict(two.ldm_s.state_dict())
+    assert all(torch.equal(v, same[k]) for k, v in old.state_dict().items() if not k.startswith(("conv_in", "conv_out")))
+    four = with_classes(copy.deepcopy(tiny_bundle), ("background", "live", "dead", "debris"))
+    assert torch.equal(four.ldm_s.conv_out.weight[3], old.conv_out.weight[2])  # new class from the last old one
+
+
+def test_build_training_data_with_real_like_synthetic_kinds():
+    from napari_pgdiffseg.core.training import build_training_data
+
+    unl, lab, desc = build_training_data(synthetic_frames=3, synthetic_kind="holo", n_classes=2, tile_size=64)
+    assert len(lab) == 3 and desc["synthetic_kind"] == "holo" and int(lab[0]["mask"].max()) <= 1
+    with pytest.raises(ConfigError, match="labels reach class 2"):
+        build_training_data(synthetic_frames=2, synthetic_kind="classic", n_classes=2, tile_size=256)
+    with pytest.raises(ConfigError, match="unknown synthetic generator"):
+        build_training_data(synthetic_frames=1, synthetic_kind="nope", tile_size=64)

@@ -173,13 +173,13 @@ def test_nan_image_gives_a_notification_and_no_layer(viewer_widget, qtbot, synth
 
 def test_missing_default_bundle_disables_run(make_napari_viewer, qtbot, monkeypatch, tmp_path, errors,
                                              synthetic_frame):
-    monkeypatch.setattr(bundle_mod, "DEFAULT_BUNDLE_DIR", tmp_path / "not-installed")
+    monkeypatch.setattr(bundle_mod, "MODELS_DIR", tmp_path / "not-installed")
     viewer = make_napari_viewer()
     viewer.add_image(synthetic_frame[0], name="cells")
     w = open_widget(viewer, SEGMENT)
-    assert w.settings.model_source.value == "default"
-    assert "default model is not installed" in w.settings.message.value
-    assert w.settings.model_info.value == "default model: unavailable"
+    assert w.settings.model_source.value == "slim-viability"
+    assert "model 'slim-viability' is not installed" in w.settings.message.value
+    assert w.settings.model_info.value == "slim-viability: unavailable"
     assert not w.run_button.enabled
     w.run()  # called anyway (a script): a notification, no traceback
     assert len(errors) == 1 and "not installed" in errors[0]
@@ -248,7 +248,7 @@ def test_settings_persist_and_restore_defaults(make_napari_viewer, isolated_sett
 
     again.defaults_button.native.click()
     assert again.settings.config() == SegmentConfig()
-    assert again.settings.model_source.value == "default"
+    assert again.settings.model_source.value == "slim-viability"
     assert again.labels_output.value == "classes" and not again.add_noise.value
     third = type(w)(viewer)
     assert third.settings.config() == SegmentConfig()
@@ -344,3 +344,19 @@ def test_dask_layer_is_segmented_lazily_with_the_labels_of_numpy(viewer_widget, 
     bundle = load_bundle(w.settings.bundle_dir())
     for i, plane in enumerate((phase, phase[::-1])):
         np.testing.assert_array_equal(labels[i], segment(np.ascontiguousarray(plane), bundle, w.settings.config()).labels)
+
+
+def test_model_list_offers_every_shipped_model_with_what_it_labels(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    combo = w.settings.model_source
+    texts = [combo.native.itemText(i) for i in range(combo.native.count())]
+    choices = dict(zip(combo.choices, texts))
+    assert choices["slim-viability"] == "slim-viability (nuclei)"
+    assert choices["qpi-cells"] == "qpi-cells (whole cells)"
+    assert "synthetic-demo" in choices and "folder" in choices
+    w.settings.model_source.value = "qpi-cells"
+    assert w.settings.bundle_dir().name == "qpi-cells"
+    assert "whole cells: background, cell" in w.settings.model_info.value
+    assert not w.settings.bundle_path.visible and w.settings.problem == ""
+

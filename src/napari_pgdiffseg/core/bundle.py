@@ -347,7 +347,10 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
     if model is None:
         raise BundleError(f"the default model {DEFAULT_MODEL!r} is not installed in {MODELS_DIR}; reinstall "
                           f"napari-pgdiffseg or pass a bundle folder (shipped: {names})")
-    raise BundleError(f"{str(model)!r} is neither a shipped model ({names}) nor a bundle folder; "
+    text = str(model)
+    if "/" in text or os.sep in text or text.startswith("."):  # meant as a folder
+        raise BundleError(f"model bundle folder {text} does not exist (or pick a shipped model: {names})")
+    raise BundleError(f"{text!r} is neither a shipped model ({names}) nor a bundle folder; "
                       "`pgdiffseg models` lists the shipped ones")
 
 

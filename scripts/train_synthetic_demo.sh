@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train the shipped default bundle from scratch on a 2-core CPU.
+# Train the shipped synthetic-demo model from scratch on a 2-core CPU (its autoencoder and
+# LDM-P are also those of slim-viability and qpi-cells: scripts/train_real.sh).
 # Autoencoder and LDM-P: the 140 real HeLa/CHO frames of ../shared/data/qpi-live-dead plus
 # 400 synthetic frames (both stages unsupervised, as in the paper). LDM-S: the synthetic
 # frames with their masks, trained twice side by side from the same autoencoder, one

@@ -1,0 +1,56 @@
+"""README figures on real frames, each segmented by the cross-validation model that never saw it.
+
+    python scripts/make_real_figures.py [--eval out/eval] [--data ../shared/data]
+
+For one HeLa frame and one holographic qpi-cells frame: finds the fold whose test set holds
+the frame (the split of `pgdiffseg evaluate`, seed 0), segments it with that fold's bundle
+(scripts/evaluate_real.sh wrote them) at the default settings, and draws image | labels |
+truth | outlines into docs/figures/real_hela.png and docs/figures/real_qpi_cells.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from napari_pgdiffseg import SegmentConfig, segment
+from napari_pgdiffseg.core.bundle import load_bundle
+from napari_pgdiffseg.core.data import read_frames
+from napari_pgdiffseg.core.evaluation import fold_groups
+from napari_pgdiffseg.core.metrics import foreground_iou, object_f1
+from napari_pgdiffseg.core.summary import InstanceConfig, cell_instances
+from napari_pgdiffseg.figure import truth_figure
+
+SETS = {
+    "hela": dict(data="qpi-live-dead/HeLa", masks="qpi-live-dead/HeLa-labels", label_map="viability4", n=3,
+                 frame="0004.png", out="real_hela.png"),
+    "qpi-cells": dict(data="qpi-cells", masks=None, label_map="instances", n=2, frame="dense_img_003.tif",
+                      out="real_qpi_cells.png"),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--eval", default="out/eval")
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--folds", type=int, default=3)
+    args = ap.parse_args()
+    for name, s in SETS.items():
+        data = Path(args.data)
+        fs = read_frames([data / s["data"]], None if s["masks"] is None else [data / s["masks"]],
+                         label_map=s["label_map"], n_classes=s["n"], labelled_only=True)
+        i = [Path(p).name for p in fs.names].index(s["frame"])
+        fold = int(fold_groups(len(fs), args.folds)[i])
+        bundle = load_bundle(Path(args.eval) / name / f"fold{fold}" / "bundle")
+        labels = segment(fs.images[i], bundle, SegmentConfig(device="cpu", noise_metrics=False)).labels
+        ids = cell_instances(labels, fs.images[i], bundle.card.class_names,
+                             InstanceConfig.from_dict(bundle.card.instances))
+        title = (f"{s['frame']} ({name}, held out: fold {fold + 1} model), Prior x1 10+10 steps: foreground IoU "
+                 f"{foreground_iou(labels, fs.masks[i]):.3f}, object F1 {object_f1(ids, fs.instances[i]):.3f}")
+        out = truth_figure(Path("docs/figures") / s["out"], fs.images[i], labels, fs.masks[i], bundle.card.colors,
+                           title)
+        print(f"{out}: {title}")
+
+
+if __name__ == "__main__":
+    main()
