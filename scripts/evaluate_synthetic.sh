@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
 STEPS=${STEPS:-all}
-SHIPPED=src/napari_pgdiffseg/models/default
+SHIPPED=src/napari_pgdiffseg/models/synthetic-demo
 SET="--synthetic-seed 9001 --synthetic-difficulty 0.8"
 export OMP_NUM_THREADS=1
 if [ "$STEPS" = all ]; then

@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
-# The README's demo figures: the shipped bundle on one real HeLa and one real CHO frame
-# (../shared/data/qpi-live-dead, read in place) and on the synthetic frame with truth.
+# The README's demo figures: synthetic-demo on its synthetic frame with truth, and the plugin's
+# real sample (scikit-image's QPI cell) with qpi-cells against its hand-checked mask. The
+# figures on real labelled frames come from scripts/make_real_figures.py (held-out fold models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data/qpi-live-dead}
 OUT=${OUT:-out/figures}
-HELA=${HELA:-$DATA/HeLa/$(ls "$DATA/HeLa" | head -n 1)}
-CHO=${CHO:-$DATA/CHO/$(ls "$DATA/CHO" | head -n 1)}
-pgdiffseg demo --out "$OUT/synthetic" --quiet "$@"
-pgdiffseg demo --image "$HELA" --out "$OUT/hela" --quiet "$@"
-pgdiffseg demo --image "$CHO" --out "$OUT/cho" --quiet "$@"
+pgdiffseg demo --synthetic --out "$OUT/synthetic" --quiet "$@"
+pgdiffseg demo --out "$OUT/sample" --quiet "$@"
 mkdir -p docs/figures
 cp "$OUT/synthetic/synthetic_qpi_figure.png" docs/figures/demo_synthetic.png
-cp "$OUT/hela/$(basename "${HELA%.*}")_figure.png" docs/figures/demo_hela.png
-cp "$OUT/cho/$(basename "${CHO%.*}")_figure.png" docs/figures/demo_cho.png
+cp "$OUT/sample/skimage_cell_figure.png" docs/figures/demo_skimage_cell.png
 cat "$OUT"/*/*_summary.txt

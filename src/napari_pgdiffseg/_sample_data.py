@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
 SYNTHETIC_SEED = 7
 SYNTHETIC_SHAPE = (512, 512)
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .bundle import Bundle, BundleCard, create_bundle, save_bundle
-from .data import TileDataset
+from .data import FrameSet, TileDataset
 from .errors import ConfigError
 from .models import encode_latents, get_preset
 from .sampling import mask_to_latent
@@ -476,7 +476,7 @@ def build_training_data(
     stride: int | None = None,
     augment=None,
     seed: int = 0,
-    frames: "FrameSet | None" = None,
+    frames: FrameSet | None = None,
 ) -> tuple[TileDataset, TileDataset | None, dict]:
     """Tiles for the unsupervised stages (every frame) and for LDM-S (frames with masks).
 
