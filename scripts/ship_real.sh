@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Copy the models of scripts/train_real.sh into the package with their cards' texts and the
+# held-out scores of scripts/evaluate_real.sh (3-fold CV by frame; skipped while absent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TRAIN=${TRAIN:-out/train}
+EVAL=${EVAL:-out/eval}
+scores() { ls "$EVAL/$1"/trained_per_fold_*_table2.csv 2>/dev/null || true; }
+python scripts/ship_model.py slim-viability "$TRAIN/slim-viability" \
+  --description "SLIM frames like the HeLa/CHO live/dead study: labels NUCLEI, live or dead. The dead class is learnt from synthetic condensed nuclei only (no public real dead labels)." \
+  --training-data "LDM-S fine-tuned from synthetic-demo on the 8 labelled HeLa SLIM frames (nuclei; injured counted live) + 40 SLIM-like synthetic frames (core.synthetic_real, seed 10001); autoencoder + LDM-P: 140 real HeLa/CHO frames + 400 synthetic (unsupervised)" \
+  --scores $(scores hela) --score-rows "Prior x1" "Random x5" "U-Net (ResNet-18)" \
+  --scores-command "bash scripts/evaluate_real.sh hela"
+python scripts/ship_model.py qpi-cells "$TRAIN/qpi-cells" \
+  --description "Quantitative phase images in radians (holographic QPI and similar): labels WHOLE CELLS, one class; touching cells are split by a watershed on the phase." \
+  --training-data "LDM-S fine-tuned from synthetic-demo on the 15 qpi-cells holographic frames (whole-cell masks, Vicar et al., BSD-3) + 40 holographic synthetic frames (core.synthetic_real, seed 10001); autoencoder + LDM-P: 140 real HeLa/CHO SLIM frames + 400 synthetic (unsupervised)" \
+  --scores $(scores qpi-cells) --score-rows "Prior x1" "Random x5" "U-Net (ResNet-18)" \
+  --scores-command "bash scripts/evaluate_real.sh qpi-cells"
