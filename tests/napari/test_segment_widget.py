@@ -57,11 +57,14 @@ def test_segment_frame_adds_coloured_labels_and_summary(viewer_widget, qtbot, sy
     np.testing.assert_array_equal(labels.data, expected.labels)
 
     live, dead = viewer.layers["cells pgdiffseg live"], viewer.layers["cells pgdiffseg dead"]
+    all_ids = []
     for layer, class_id in ((live, 1), (dead, 2)):
-        assert layer.data.dtype == np.int32 and layer.data.shape == phase.shape
-        np.testing.assert_array_equal(layer.data > 0, labels.data == class_id)
-        ids = np.unique(layer.data)
-        np.testing.assert_array_equal(ids, np.arange(len(ids)))  # one id per cell, compact
+        assert layer.data.dtype == np.uint32 and layer.data.shape == phase.shape
+        assert ((layer.data > 0) <= (labels.data == class_id)).all()  # ids only on that class's pixels
+        ids, areas = np.unique(layer.data[layer.data > 0], return_counts=True)
+        assert (areas >= 30).all()  # specks below the model's min area are dropped
+        all_ids += list(ids)
+    np.testing.assert_array_equal(sorted(all_ids), np.arange(1, len(all_ids) + 1))  # one id per cell, compact
 
     noise = viewer.layers["cells pgdiffseg noise"]
     assert noise.data.shape == (64, 64) and noise.data.dtype == np.float32
