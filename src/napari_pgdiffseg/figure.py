@@ -30,16 +30,21 @@ def label_rgba(labels: np.ndarray, colors) -> np.ndarray:
 
 def demo_figure(path: str | os.PathLike, image: np.ndarray, result: SegmentationResult, colors,
                 truth: np.ndarray | None = None, title: str | None = None, max_px: int = 512) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     noise = result.noise.mean(axis=0)
     panels = [("image", image, "gray"), ("starting noise", noise, "gray"),
               ("Canny edges of the noise", noise_edges(result.noise), "gray"),
-              ("labels (live red, dead orange)", label_rgba(result.labels, colors), None)]
+              ("labels", label_rgba(result.labels, colors), None)]
     if truth is not None:
         panels.append(("truth", label_rgba(truth, colors), None))
-    fig = Figure(figsize=(3.2 * len(panels), 3.6), dpi=max(60, min(150, max_px // 3)))
+    return _panels_figure(path, panels, title, (3.2, 3.6), max(60, min(150, max_px // 3)))
+
+
+def _panels_figure(path, panels, title: str | None, size: tuple[float, float], dpi: int) -> Path:
+    """One row of image panels ``(name, data, colormap or None)`` written atomically as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size[0] * len(panels), size[1]), dpi=dpi)
     FigureCanvasAgg(fig)
     for i, (name, data, cmap) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
@@ -80,8 +85,6 @@ def nfe_curve_figure(path: str | Path, curves: "dict[str, Sequence[MethodScores]
 def truth_figure(path: str | os.PathLike, image: np.ndarray, labels: np.ndarray, truth: np.ndarray, colors,
                  title: str | None = None) -> Path:
     """PNG: image | labels | truth | outlines on the image (predicted green, true red)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from skimage.segmentation import find_boundaries
 
     grey = np.asarray(image, np.float32)
@@ -92,14 +95,4 @@ def truth_figure(path: str | os.PathLike, image: np.ndarray, labels: np.ndarray,
     overlay[find_boundaries(labels > 0, mode="thick")] = (0.1, 1.0, 0.1)
     panels = [("image", grey, "gray"), ("labels", label_rgba(labels, colors), None),
               ("truth", label_rgba(truth, colors), None), ("outlines: predicted green, true red", overlay, None)]
-    fig = Figure(figsize=(3.4 * len(panels), 3.8), dpi=110)
-    FigureCanvasAgg(fig)
-    for i, (name, data, cmap) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        ax.imshow(data, cmap=cmap, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return _panels_figure(path, panels, title, (3.4, 3.8), 110)

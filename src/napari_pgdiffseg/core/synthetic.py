@@ -101,29 +101,33 @@ _TILE_AREA = 256.0 * 256.0
 _CONTRAST_LOSS = 0.85  # class contrast c = 1 - _CONTRAST_LOSS * difficulty
 
 
-def _range(name: str, value, lo: float, hi: float, *, lo_open: bool = False) -> tuple:
+def check_range(cls: str, name: str, value, lo: float, hi: float, *, lo_open: bool = False) -> tuple:
+    """`value` as a (low, high) pair of floats within [lo, hi] (or (lo, hi]); ConfigError naming `cls.name`.
+
+    Shared by every generator config (this module's and `synthetic_real`'s).
+    """
+    left = "(" if lo_open else "["
     try:
         a, b = (float(v) for v in value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"SyntheticConfig.{name} must be a pair (low, high) of numbers in "
-            f"{'(' if lo_open else '['}{lo}, {hi}], got {value!r}"
+            f"{cls}.{name} must be a pair (low, high) of numbers in {left}{lo}, {hi}], got {value!r}"
         ) from None
     ok_lo = (a > lo) if lo_open else (a >= lo)
     if not (math.isfinite(a) and math.isfinite(b) and ok_lo and a <= b <= hi):
         raise ConfigError(
-            f"SyntheticConfig.{name} must be a pair (low, high) with low <= high, both in "
-            f"{'(' if lo_open else '['}{lo}, {hi}], got {value!r}"
+            f"{cls}.{name} must be a pair (low, high) with low <= high, both in {left}{lo}, {hi}], got {value!r}"
         )
     return (a, b)
 
 
-def _scalar(name: str, value, lo: float, hi: float) -> float:
+def check_scalar(cls: str, name: str, value, lo: float, hi: float) -> float:
+    """`value` as a float within [lo, hi]; ConfigError naming `cls.name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"SyntheticConfig.{name} must be a number in [{lo}, {hi}], got {value!r}")
+        raise ConfigError(f"{cls}.{name} must be a number in [{lo}, {hi}], got {value!r}")
     v = float(value)
     if not (math.isfinite(v) and lo <= v <= hi):
-        raise ConfigError(f"SyntheticConfig.{name} must be in [{lo}, {hi}], got {value!r}")
+        raise ConfigError(f"{cls}.{name} must be in [{lo}, {hi}], got {value!r}")
     return v
 
 
@@ -164,19 +168,19 @@ class SyntheticConfig:
             )
         object.__setattr__(self, "shape", (int(h), int(w)))
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
-        set_("density", _range("density", self.density, 0.0, 200.0))
-        set_("live_fraction", _range("live_fraction", self.live_fraction, 0.0, 1.0))
-        set_("live_radius", _range("live_radius", self.live_radius, 2.0, 1000.0))
-        set_("dead_radius", _range("dead_radius", self.dead_radius, 2.0, 1000.0))
-        set_("live_peak", _range("live_peak", self.live_peak, 0.0, 20.0, lo_open=True))
-        set_("dead_peak", _range("dead_peak", self.dead_peak, 0.0, 20.0, lo_open=True))
-        set_("difficulty", _scalar("difficulty", self.difficulty, 0.0, 1.0))
+        set_("density", check_range("SyntheticConfig", "density", self.density, 0.0, 200.0))
+        set_("live_fraction", check_range("SyntheticConfig", "live_fraction", self.live_fraction, 0.0, 1.0))
+        set_("live_radius", check_range("SyntheticConfig", "live_radius", self.live_radius, 2.0, 1000.0))
+        set_("dead_radius", check_range("SyntheticConfig", "dead_radius", self.dead_radius, 2.0, 1000.0))
+        set_("live_peak", check_range("SyntheticConfig", "live_peak", self.live_peak, 0.0, 20.0, lo_open=True))
+        set_("dead_peak", check_range("SyntheticConfig", "dead_peak", self.dead_peak, 0.0, 20.0, lo_open=True))
+        set_("difficulty", check_scalar("SyntheticConfig", "difficulty", self.difficulty, 0.0, 1.0))
         if not isinstance(self.wrap, (bool, np.bool_)):
             raise ConfigError(f"SyntheticConfig.wrap must be True or False, got {self.wrap!r}")
         set_("wrap", bool(self.wrap))
-        set_("max_offset", _scalar("max_offset", self.max_offset, 0.0, 10.0))
-        set_("halo", _scalar("halo", self.halo, 0.0, 1.0))
-        set_("label_threshold", _scalar("label_threshold", self.label_threshold, 0.01, 0.9))
+        set_("max_offset", check_scalar("SyntheticConfig", "max_offset", self.max_offset, 0.0, 10.0))
+        set_("halo", check_scalar("SyntheticConfig", "halo", self.halo, 0.0, 1.0))
+        set_("label_threshold", check_scalar("SyntheticConfig", "label_threshold", self.label_threshold, 0.01, 0.9))
 
 
 # --------------------------------------------------------------------------- helpers

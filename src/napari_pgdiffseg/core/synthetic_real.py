@@ -61,7 +61,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import ConfigError
-from .synthetic import frame_rng
+from .synthetic import check_range, check_scalar, frame_rng
 
 __all__ = [
     "SlimConfig",
@@ -77,33 +77,6 @@ _TILE_AREA = 256.0 * 256.0
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _range(cls: str, name: str, value, lo: float, hi: float, *, lo_open: bool = False) -> tuple:
-    left = "(" if lo_open else "["
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{cls}.{name} must be a pair (low, high) of numbers in {left}{lo}, {hi}], "
-            f"got {value!r}"
-        ) from None
-    ok_lo = (a > lo) if lo_open else (a >= lo)
-    if not (math.isfinite(a) and math.isfinite(b) and ok_lo and a <= b <= hi):
-        raise ConfigError(
-            f"{cls}.{name} must be a pair (low, high) with low <= high, both in "
-            f"{left}{lo}, {hi}], got {value!r}"
-        )
-    return (a, b)
-
-
-def _scalar(cls: str, name: str, value, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{cls}.{name} must be a number in [{lo}, {hi}], got {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and lo <= v <= hi):
-        raise ConfigError(f"{cls}.{name} must be in [{lo}, {hi}], got {value!r}")
-    return v
 
 
 def _shape(cls: str, shape) -> tuple[int, int]:
@@ -130,9 +103,9 @@ def _validate(obj, spec: dict) -> None:
         kind, lo, hi = rule[0], rule[1], rule[2]
         value = getattr(obj, name)
         if kind == "range":
-            v = _range(cls, name, value, lo, hi, lo_open=len(rule) > 3 and rule[3])
+            v = check_range(cls, name, value, lo, hi, lo_open=len(rule) > 3 and rule[3])
         elif kind == "scalar":
-            v = _scalar(cls, name, value, lo, hi)
+            v = check_scalar(cls, name, value, lo, hi)
         else:  # "bool"
             if not isinstance(value, (bool, np.bool_)):
                 raise ConfigError(f"{cls}.{name} must be True or False, got {value!r}")
