@@ -34,8 +34,10 @@ def main() -> None:
     ap.add_argument("--eval", default="out/eval")
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
     args = ap.parse_args()
-    for name, s in SETS.items():
+    for name in args.sets:
+        s = SETS[name]
         data = Path(args.data)
         fs = read_frames([data / s["data"]], None if s["masks"] is None else [data / s["masks"]],
                          label_map=s["label_map"], n_classes=s["n"], labelled_only=True)
