@@ -189,3 +189,13 @@ def test_train_tiny_bundle_from_synthetic_data(tmp_path, capsys):
     assert main(["info", "--bundle", str(out)]) == 0
     assert '"training_runs"' in capsys.readouterr().out
     assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "x"), "--stages", "ldm_q"]) == 2
+
+
+def test_bad_instance_settings_are_one_line(tmp_path, capsys):
+    base = ["train", "--synthetic", "2", "--preset", "tiny", "--out", str(tmp_path / "x"), "--device", "cpu"]
+    for bad, text in (("min_area=big", "min_area must be a number"), ("method=blobs", "instance method"),
+                      ("min_area", "KEY=VALUE")):
+        assert main([*base, "--instances", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and text in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()

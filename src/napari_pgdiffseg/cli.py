@@ -588,7 +588,10 @@ def _card_from_args(args, card):
                 raise PGDiffSegError(f"--instances: expected KEY=VALUE pairs, got {part!r}")
             key = key.strip()
             value = value.strip()
-            instances[key] = value if key == "method" else float(value) if key == "smooth" else int(value)
+            try:
+                instances[key] = value if key == "method" else float(value) if key == "smooth" else int(value)
+            except ValueError:
+                raise PGDiffSegError(f"--instances: {key} must be a number, got {value!r}") from None
     instances = InstanceConfig.from_dict(instances).to_dict()
     return dataclasses.replace(card, mask_definition=args.mask_definition or card.mask_definition,
                                modality=args.modality or card.modality, instances=instances)

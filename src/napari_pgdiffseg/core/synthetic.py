@@ -121,6 +121,18 @@ def check_range(cls: str, name: str, value, lo: float, hi: float, *, lo_open: bo
     return (a, b)
 
 
+def check_shape(cls: str, shape) -> tuple[int, int]:
+    """`shape` as (height, width) ints in [16, 16384]; ConfigError naming `cls.shape`."""
+    try:
+        h, w = shape
+        ok = all(not isinstance(s, bool) and isinstance(s, (int, np.integer)) and 16 <= s <= 16384 for s in (h, w))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{cls}.shape must be (height, width), integers in [16, 16384], got {shape!r}")
+    return int(h), int(w)
+
+
 def check_scalar(cls: str, name: str, value, lo: float, hi: float) -> float:
     """`value` as a float within [lo, hi]; ConfigError naming `cls.name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -152,21 +164,7 @@ class SyntheticConfig:
     label_threshold: float = 0.1
 
     def __post_init__(self) -> None:
-        shape = self.shape
-        try:
-            h, w = shape
-            ok = all(
-                not isinstance(s, bool) and isinstance(s, (int, np.integer)) and 16 <= s <= 16384
-                for s in (h, w)
-            )
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ConfigError(
-                f"SyntheticConfig.shape must be (height, width), integers in [16, 16384], "
-                f"got {shape!r}"
-            )
-        object.__setattr__(self, "shape", (int(h), int(w)))
+        object.__setattr__(self, "shape", check_shape("SyntheticConfig", self.shape))
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("density", check_range("SyntheticConfig", "density", self.density, 0.0, 200.0))
         set_("live_fraction", check_range("SyntheticConfig", "live_fraction", self.live_fraction, 0.0, 1.0))

@@ -61,7 +61,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import ConfigError
-from .synthetic import check_range, check_scalar, frame_rng
+from .synthetic import check_range, check_scalar, check_shape, frame_rng
 
 __all__ = [
     "SlimConfig",
@@ -79,26 +79,10 @@ _TILE_AREA = 256.0 * 256.0
 # --------------------------------------------------------------------------- validation
 
 
-def _shape(cls: str, shape) -> tuple[int, int]:
-    try:
-        h, w = shape
-        ok = all(
-            not isinstance(s, bool) and isinstance(s, (int, np.integer)) and 16 <= s <= 16384
-            for s in (h, w)
-        )
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(
-            f"{cls}.shape must be (height, width), integers in [16, 16384], got {shape!r}"
-        )
-    return int(h), int(w)
-
-
 def _validate(obj, spec: dict) -> None:
     """Check and canonicalise the fields of a frozen config from a {name: rule} table."""
     cls = type(obj).__name__
-    object.__setattr__(obj, "shape", _shape(cls, obj.shape))
+    object.__setattr__(obj, "shape", check_shape(cls, obj.shape))
     for name, rule in spec.items():
         kind, lo, hi = rule[0], rule[1], rule[2]
         value = getattr(obj, name)
