@@ -199,3 +199,17 @@ def test_bad_instance_settings_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and text in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_train_input_scale_is_recorded_and_checked(tmp_path, capsys):
+    out = tmp_path / "half"
+    args = ["train", "--synthetic", "2", "--preset", "tiny", "--out", str(out), "--stages", "ldm_s",
+            "--steps-ldm-s", "2", "--crop-ldm", "64", "--batch-ldm", "2", "--device", "cpu", "--input-scale", "0.5"]
+    assert main(args) == 0
+    card = json.loads((out / "pgdiffseg.json").read_text())
+    assert card["input_scale"] == 0.5
+    assert card["provenance"]["training_runs"][-1]["data"]["input_scale"] == 0.5
+    capsys.readouterr()
+    assert main([*args[:-1], "9", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "input_scale must be a number" in err and not (tmp_path / "bad").exists()

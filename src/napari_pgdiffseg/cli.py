@@ -266,20 +266,21 @@ def cmd_train(args) -> int:
     )
     start = load_model(args.start_from) if args.start_from else None
     names = _class_names(args, start.card if start is not None else None)
-    unlabelled, labelled, desc = build_training_data(
-        args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
-        synthetic_config=_synthetic_config(args), synthetic_kind=args.synthetic_kind, label_map=_label_map(args),
-        n_classes=len(names), seed=args.seed, stride=args.stride, augment=_augment(args),
-    )
-    main_process = process_state(args.device).is_main_process  # one of several under `accelerate launch`
-    if main_process:
-        print(f"training data: {desc['tiles_unlabelled']} tiles for autoencoder/LDM-P, "
-              f"{desc['tiles_labelled']} labelled tiles for LDM-S")
     if start is not None:
         card = with_classes(start, names).card
     else:
         card = BundleCard(class_names=names, colors=default_colors(len(names)))
     card = _card_from_args(args, card)
+    unlabelled, labelled, desc = build_training_data(
+        args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
+        synthetic_config=_synthetic_config(args), synthetic_kind=args.synthetic_kind, label_map=_label_map(args),
+        n_classes=len(names), seed=args.seed, stride=args.stride, augment=_augment(args),
+        input_scale=card.input_scale,
+    )
+    main_process = process_state(args.device).is_main_process  # one of several under `accelerate launch`
+    if main_process:
+        print(f"training data: {desc['tiles_unlabelled']} tiles for autoencoder/LDM-P, "
+              f"{desc['tiles_labelled']} labelled tiles for LDM-S")
     provenance = {"command": "pgdiffseg " + " ".join(shlex.quote(a) for a in args.argv), "data": desc}
     _, reports = train_bundle(cfg, unlabelled, labelled, args.out, stages=stages, start_from=start,
                               pretrained_autoencoder=args.pretrained_autoencoder, provenance=provenance,
@@ -369,12 +370,6 @@ def _fold_trainer(args, out: Path, class_names):
 
     def train_fold(images, masks, fold):
         frames = FrameSet(list(images), list(masks), [None] * len(images), [f"train frame {i}" for i in range(len(images))])
-        unlabelled, labelled, desc = build_training_data(
-            frames=frames, synthetic_frames=args.train_synthetic, synthetic_seed=args.synthetic_seed + 1000,
-            synthetic_kind=args.synthetic_kind, synthetic_config=_synthetic_config(args),
-            n_classes=len(class_names), tile_size=args.tile_size, stride=args.stride, seed=args.seed,
-            augment=_augment(args),
-        )
         start = with_classes(load_model(args.start_from), tuple(class_names)) if args.start_from else None
         if start is None:
             from .core.bundle import BundleCard, default_colors
@@ -383,6 +378,12 @@ def _fold_trainer(args, out: Path, class_names):
         else:
             card = start.card
         card = _card_from_args(args, card)
+        unlabelled, labelled, desc = build_training_data(
+            frames=frames, synthetic_frames=args.train_synthetic, synthetic_seed=args.synthetic_seed + 1000,
+            synthetic_kind=args.synthetic_kind, synthetic_config=_synthetic_config(args),
+            n_classes=len(class_names), tile_size=args.tile_size, stride=args.stride, seed=args.seed,
+            augment=_augment(args), input_scale=card.input_scale,
+        )
         bundle, _ = train_bundle(cfg, unlabelled, labelled, out / f"fold{fold}" / "bundle", stages=stages,
                                  start_from=start, card=card,
                                  provenance={"command": "pgdiffseg " + " ".join(args.argv), "fold": fold, "data": desc})
@@ -393,17 +394,27 @@ def _fold_trainer(args, out: Path, class_names):
             bcfg = BaselineConfig(steps=args.baseline_steps, seed=args.seed, device=args.device,
                                   crop=args.baseline_crop)
             model, _ = train_baseline(labelled, bcfg, out / f"fold{fold}" / "unet_baseline")
-            predict = _baseline_predict(model, args)
+            predict = _baseline_predict(model, args, card.input_scale)
         return bundle.to("cpu"), predict
 
     return train_fold
 
 
-def _baseline_predict(baseline, args):
+def _baseline_predict(baseline, args, input_scale: float = 1.0):
+    """The U-Net's labels of a frame, at the pixel size it was trained at (`input_scale`)."""
+    import numpy as np
+
     from .core.baseline import segment_baseline
+    from .core.preprocess import check_frame, rescale_frame, rescale_labels
 
     device = "cpu" if args.device == "auto" else args.device
-    return lambda image: segment_baseline(image, baseline, tile_batch=args.tile_batch, device=device)
+
+    def predict(image):
+        frame = rescale_frame(check_frame(image), input_scale)
+        labels = segment_baseline(frame, baseline, tile_batch=args.tile_batch, device=device)
+        return rescale_labels(labels, np.shape(image)[-2:])
+
+    return predict
 
 
 def cmd_evaluate(args) -> int:
@@ -571,13 +582,17 @@ def _add_card_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-definition", default=None, choices=("nuclei", "whole cells"),
                    help="what one labelled object is, recorded in the card (default: the start model's)")
     p.add_argument("--modality", default=None, help="the imaging the model is for, recorded in the card")
+    p.add_argument("--input-scale", type=float, default=None, metavar="S",
+                   help="model pixels per frame pixel: frames are resized by S before tiling, e.g. 0.5 so a "
+                        "256 px tile sees 512 px of a frame (default: the start model's, or 1)")
     p.add_argument("--instances", default=None, metavar="KEY=VALUE,...",
                    help="how labels become one id per cell, e.g. method=watershed,min_distance=16,min_area=100 "
                         "(methods: components, watershed; default: the start model's)")
 
 
 def _card_from_args(args, card):
-    """`card` with --mask-definition, --modality and --instances applied (validated)."""
+    """`card` with --mask-definition, --modality, --input-scale and --instances applied (validated)."""
+    from .core.preprocess import check_input_scale
     from .core.summary import InstanceConfig
 
     instances = dict(card.instances)
@@ -593,8 +608,9 @@ def _card_from_args(args, card):
             except ValueError:
                 raise PGDiffSegError(f"--instances: {key} must be a number, got {value!r}") from None
     instances = InstanceConfig.from_dict(instances).to_dict()
+    scale = card.input_scale if args.input_scale is None else check_input_scale(args.input_scale)
     return dataclasses.replace(card, mask_definition=args.mask_definition or card.mask_definition,
-                               modality=args.modality or card.modality, instances=instances)
+                               modality=args.modality or card.modality, instances=instances, input_scale=scale)
 
 
 def _class_names(args, model_card=None) -> tuple[str, ...]:

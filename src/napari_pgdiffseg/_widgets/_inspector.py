@@ -72,6 +72,7 @@ class NoiseRow:
 class InspectOutcome:
     rows: list[NoiseRow]
     box: tuple[int, int, int, int]  # region actually used, (y0, y1, x0, x1) in the plane
+    input_scale: float = 1.0  # the model's pixels per frame pixel (the noise is 1/4 of those)
 
 
 def whole_tiles(box: tuple[int, int, int, int], tile: int, max_tiles: int) -> tuple[int, int, int, int]:
@@ -99,7 +100,8 @@ class InspectorRunner:
         req = self.request
         bundle = self.load_bundle(req.bundle_dir)
         frame = np.asarray(req.frame)
-        tile = bundle.card.tile_size
+        scale = bundle.card.input_scale
+        tile = int(round(bundle.card.tile_size / scale))  # one model tile, in frame pixels
         box = req.box if req.box is not None else centre_crop_box(frame.shape, tile)
         box = whole_tiles(box, tile, MAX_VIEW_TILES)
         y0, y1, x0, x1 = box
@@ -115,7 +117,7 @@ class InspectorRunner:
                 label, noise, metrics.noise_edges(noise), metrics.noise_ssim(noise, crop),
                 metrics.noise_kld(noise), float(noise.mean()), float(noise.std()),
             ))
-        return InspectOutcome(rows, box)
+        return InspectOutcome(rows, box, scale)
 
 
 def _make_table() -> QTableWidget:
@@ -310,7 +312,8 @@ class InspectorWidget(JobControls, Container):
         y0, _, x0, _ = self.outcome.box
         n_lead = len(req.scale) - 2
         # Layers live in the plane's 2D geometry: the last two axes of the source layer.
-        scale, translate = latent_geometry(req.scale[n_lead:], req.translate[n_lead:], offset=(y0, x0))
+        scale, translate = latent_geometry(req.scale[n_lead:], req.translate[n_lead:], offset=(y0, x0),
+                                           input_scale=self.outcome.input_scale)
         added = []
         for i in selected:
             row = self.outcome.rows[i]

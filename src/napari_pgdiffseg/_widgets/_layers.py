@@ -35,13 +35,14 @@ def class_features(class_names: Sequence[str]) -> dict:
 
 
 def latent_geometry(scale: Sequence[float], translate: Sequence[float], n_spatial: int = 2,
-                    offset: Sequence[float] | None = None) -> tuple[tuple, tuple]:
-    """scale/translate of a 1/4-resolution layer over an image with `scale`/`translate`.
+                    offset: Sequence[float] | None = None, input_scale: float = 1.0) -> tuple[tuple, tuple]:
+    """scale/translate of a latent-resolution layer over an image with `scale`/`translate`.
 
-    Pixel i of the latent covers image pixels 4i..4i+3, whose centre is 4i + 1.5; `offset`
-    is the (y, x) pixel origin of a crop inside the image.
+    Pixel i of the latent covers image pixels f*i..f*i+f-1, whose centre is f*i + (f-1)/2,
+    with f = 4 / input_scale (4 for a model at the frame's pixel size); `offset` is the
+    (y, x) pixel origin of a crop inside the image.
     """
-    f = DOWNSAMPLE_FACTOR
+    f = DOWNSAMPLE_FACTOR / input_scale
     scale, translate = list(scale), list(translate)
     offset = list(offset) if offset is not None else [0.0] * n_spatial
     new_scale, new_translate = scale[:], translate[:]

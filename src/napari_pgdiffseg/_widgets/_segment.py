@@ -145,7 +145,7 @@ class SegmentRunner:
         if opt.noise or opt.edges:
             noise = np.stack([r.noise for r in results])  # (planes, n, h, w)
             lshape = lead + noise.shape[2:]
-            lscale, ltranslate = latent_geometry(req.scale, req.translate)
+            lscale, ltranslate = latent_geometry(req.scale, req.translate, input_scale=card.input_scale)
             if opt.noise:
                 images.append(image_layer(noise[:, 0].reshape(lshape), f"{req.name} pgdiffseg noise", lscale,
                                           ltranslate, meta, colormap="gray"))

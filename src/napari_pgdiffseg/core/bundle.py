@@ -26,9 +26,9 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel, VQModel
 from safetensors import safe_open
 
-from .errors import BundleError
+from .errors import BundleError, ConfigError
 from .models import LATENT_CHANNELS, build_autoencoder, build_ldm_p, build_ldm_s, build_scheduler, get_preset
-from .preprocess import Normalization
+from .preprocess import Normalization, check_input_scale
 
 FORMAT_VERSION = 1
 CARD_NAME = "pgdiffseg.json"
@@ -58,6 +58,9 @@ class BundleCard:
     normalization: Normalization = field(default_factory=Normalization)
     prediction_type: str = "epsilon"  # of LDM-S; LDM-P always predicts epsilon
     tile_size: int = 256
+    # Model pixels per frame pixel: frames are resized by it before tiling and the labels
+    # come back at the frame's size (0.5: a 256 px tile sees 512 frame px of context).
+    input_scale: float = 1.0
     preset: str = "custom"
     mask_encoding: str = "one-hot scaled to [-1, 1], area-resized to the latent size"
     provenance: dict = field(default_factory=dict)
@@ -83,6 +86,7 @@ class BundleCard:
             "normalization": self.normalization.to_dict(),
             "prediction_type": self.prediction_type,
             "tile_size": self.tile_size,
+            "input_scale": self.input_scale,
             "preset": self.preset,
             "mask_encoding": self.mask_encoding,
             "name": self.name,
@@ -106,6 +110,7 @@ class BundleCard:
                 normalization=Normalization.from_dict(d["normalization"]),
                 prediction_type=d["prediction_type"],
                 tile_size=int(d["tile_size"]),
+                input_scale=check_input_scale(d.get("input_scale", 1.0)),
                 preset=d.get("preset", "custom"),
                 mask_encoding=d.get("mask_encoding", cls.mask_encoding),
                 provenance=dict(d.get("provenance", {})),
@@ -116,7 +121,7 @@ class BundleCard:
                 instances=dict(d.get("instances", {})),
                 scores=dict(d.get("scores", {})),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise BundleError(f"{CARD_NAME} is invalid: {type(e).__name__}: {e}") from None
         if len(card.colors) != card.n_classes:
             raise BundleError(f"{CARD_NAME}: {len(card.colors)} colours for {card.n_classes} classes")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from .devices import resolve_device
 from .errors import ConfigError, SegmentationCancelled
 from .models import DOWNSAMPLE_FACTOR, encode_latents
 from .noise import NoiseConfig, check_steps, class_noise, latent_noise, tile_generators
-from .preprocess import as_planes
+from .preprocess import as_planes, check_frame, rescale_frame
 from .source import FrameSource
 from .sampling import ddim_sample, resolve_votes, vote_counts
 from .tiling import ArraySink, Stitcher, TileGrid
@@ -279,8 +279,39 @@ def segment(
         and agreement into, band by band, e.g. a `np.memmap` or a zarr array on disk: with
         an input that is read lazily too (a dask/zarr/memmap frame), a frame larger than
         memory segments. The result then holds these very objects.
+
+    A bundle whose card has an ``input_scale`` other than 1 works at another pixel size:
+    the frame is read whole, resized by that factor (`preprocess.rescale_frame`),
+    segmented, and its vote fractions and scores are resized back (bilinear) before the
+    labels are resolved, so labels, agreement and scores have the frame's size; the noise
+    stays at the model's latent size.
     """
     config = config or SegmentConfig()
+    scale = bundle.card.input_scale
+    if scale == 1.0:
+        return _segment(image, bundle, config, progress, cancel, labels_out, agreement_out)
+    frame = check_frame(image)
+    H, W = frame.shape
+    kept: dict = {}
+    r = _segment(rescale_frame(frame, scale), bundle, config, progress, cancel, None, None, kept)
+
+    def back(a: np.ndarray) -> np.ndarray:
+        t = torch.nn.functional.interpolate(torch.from_numpy(a)[None], size=(H, W), mode="bilinear",
+                                            align_corners=False)
+        return t[0].numpy()
+
+    votes, scores = back(kept["votes"]), back(kept["scores"])
+    lab, agr = resolve_votes(votes, scores)
+    labels = _output(labels_out, (H, W), np.uint8, "labels_out")
+    agreement = _output(agreement_out, (H, W), np.float32, "agreement_out")
+    labels[:] = lab
+    agreement[:] = agr
+    return replace(r, labels=labels, agreement=agreement, scores=scores if config.return_scores else None)
+
+
+def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, labels_out, agreement_out,
+             kept: dict | None = None) -> SegmentationResult:
+    """`segment` at the model's own pixel size; `kept` receives the (n, H, W) votes and scores."""
     card = bundle.card
     config.validate(bundle.num_train_timesteps, card.tile_size)
     source = FrameSource(image, card.normalization)
@@ -302,9 +333,13 @@ def segment(
     H, W = source.shape
     labels = _output(labels_out, (H, W), np.uint8, "labels_out")
     agreement = _output(agreement_out, (H, W), np.float32, "agreement_out")
-    scores = np.zeros((n, H, W), np.float32) if config.return_scores else None
+    scores = np.zeros((n, H, W), np.float32) if config.return_scores or kept is not None else None
+    if kept is not None:
+        kept["votes"], kept["scores"] = np.zeros((n, H, W), np.float32), scores
 
     def frame_sink(y0: int, y1: int, block: np.ndarray) -> None:
+        if kept is not None:
+            kept["votes"][:, y0:y1] = block[:n]
         lab, agr = resolve_votes(block[:n], block[n:])
         labels[y0:y1] = lab
         agreement[y0:y1] = agr
@@ -409,7 +444,9 @@ def compute_noise(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
 ) -> np.ndarray:
-    """The (n, ceil(H/4), ceil(W/4)) starting noise that LDM-S would get for `image`.
+    """The (n, ceil(h/4), ceil(w/4)) starting noise that LDM-S would get for `image`.
+
+    (h, w) is the frame's size at the bundle's ``input_scale`` (the frame's own size for 1).
 
     Same steps as `segment` up to the sampler: checks, the bundle's normalisation, tiles of
     the bundle's tile size (no overlap: a noise is not blended, it would lose variance),
@@ -422,6 +459,8 @@ def compute_noise(
     """
     noise.validate(bundle.num_train_timesteps)
     cancelled = cancel_check(cancel)
+    if bundle.card.input_scale != 1.0:  # the noise of the frame at the model's pixel size
+        image = rescale_frame(check_frame(image), bundle.card.input_scale)
     source = FrameSource(image, bundle.card.normalization)
     t = bundle.card.tile_size
     H, W = source.shape

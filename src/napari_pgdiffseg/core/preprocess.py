@@ -213,3 +213,41 @@ def as_planes(image, *, name: str = "image") -> tuple[np.ndarray, bool]:
         f"{name} must be 2D (h, w) or a stack of planes (n, h, w), got shape {arr.shape}; "
         "select the planes to segment first"
     )
+
+
+def check_input_scale(scale) -> float:
+    """A model's input scale (its pixels per frame pixel) as a float in [1/16, 4]."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(scale) or not 1.0 / 16 <= scale <= 4.0:
+        raise ConfigError(f"input_scale must be a number in [0.0625, 4] (model pixels per frame pixel), got {scale!r}")
+    return float(scale)
+
+
+def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The (h, w) a (H, W) frame has at `scale` (at least 16 px a side, the smallest frame)."""
+    return tuple(max(16, int(round(int(v) * scale))) for v in shape[-2:])
+
+
+def rescale_frame(frame: np.ndarray, scale: float) -> np.ndarray:
+    """A float32 frame resized by `scale` for a model that works at another pixel size.
+
+    scikit-image's `resize` (bilinear, Gaussian anti-aliasing when shrinking); scale 1
+    returns the frame itself.
+    """
+    from skimage.transform import resize
+
+    if scale == 1.0:
+        return frame
+    out = resize(np.asarray(frame, np.float32), scaled_shape(frame.shape, scale), order=1,
+                 anti_aliasing=scale < 1.0, preserve_range=True)
+    return out.astype(np.float32, copy=False)
+
+
+def rescale_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Class labels resized to `shape` by nearest neighbour (ids are never blended)."""
+    from skimage.transform import resize
+
+    labels = np.asarray(labels)
+    if tuple(labels.shape) == tuple(shape):
+        return labels
+    return resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(labels.dtype)

@@ -477,15 +477,22 @@ def build_training_data(
     augment=None,
     seed: int = 0,
     frames: FrameSet | None = None,
+    input_scale: float = 1.0,
 ) -> tuple[TileDataset, TileDataset | None, dict]:
     """Tiles for the unsupervised stages (every frame) and for LDM-S (frames with masks).
 
     Frames come from image folders (`data.read_frames`; `masks`: a separate mask folder per
     data folder, masks optional), from an already-read `frames` set (e.g. one fold's
     training frames), and from `synthetic_frames` synthetic frames with masks of
-    `synthetic_kind` (`synthetic.SYNTHETIC_KINDS`). Returns (unlabelled, labelled or
+    `synthetic_kind` (`synthetic.SYNTHETIC_KINDS`). input_scale: the model's pixels per
+    frame pixel (the card's `input_scale`): every frame and mask is resized by it first, as
+    `segment` resizes frames, and synthetic frames are made at tile_size / input_scale so
+    that their cells keep the real frames' pixel size. Returns (unlabelled, labelled or
     None, description for the bundle's provenance).
     """
+    from .preprocess import check_input_scale, rescale_frame, rescale_labels
+
+    input_scale = check_input_scale(input_scale)
     from .data import Augment, read_frames
     from .synthetic import make_synthetic
 
@@ -501,13 +508,17 @@ def build_training_data(
     n_files = len(images)
     n_file_masks = sum(m is not None for m in masks_)
     if synthetic_frames:
+        side = int(round(tile_size / input_scale))
         simg, smask, scfg = make_synthetic(synthetic_kind, synthetic_frames, synthetic_seed, synthetic_config,
-                                           shape=(tile_size, tile_size), n_classes=n_classes)
+                                           shape=(side, side), n_classes=n_classes)
         images += list(simg)
         masks_ += list(smask)
         names += [f"synthetic {synthetic_kind}[{synthetic_seed}:{i}]" for i in range(synthetic_frames)]
     if not images:
         raise ConfigError("no training frames: give --data folders and/or --synthetic N")
+    if input_scale != 1.0:
+        images = [rescale_frame(np.asarray(im, np.float32), input_scale) for im in images]
+        masks_ = [None if m is None else rescale_labels(m, im.shape) for m, im in zip(masks_, images)]
     common = dict(tile_size=tile_size, stride=stride, augment=augment, seed=seed)
     unlabelled = TileDataset.from_arrays(images, None, names=names, load_masks=False, **common)
     lab_idx = [i for i, m in enumerate(masks_) if m is not None]
@@ -528,6 +539,7 @@ def build_training_data(
         "tiles_unlabelled": len(unlabelled),
         "tiles_labelled": 0 if labelled is None else len(labelled),
         "label_map": None if label_map is None else str(label_map),
+        "input_scale": input_scale,
     }
     return unlabelled, labelled, desc
 
