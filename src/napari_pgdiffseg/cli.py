@@ -275,7 +275,7 @@ def cmd_train(args) -> int:
         args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
         synthetic_config=_synthetic_config(args), synthetic_kind=args.synthetic_kind, label_map=_label_map(args),
         n_classes=len(names), seed=args.seed, stride=args.stride, augment=_augment(args),
-        input_scale=card.input_scale,
+        input_scale=card.input_scale, normalization=card.normalization,
     )
     main_process = process_state(args.device).is_main_process  # one of several under `accelerate launch`
     if main_process:
@@ -382,7 +382,7 @@ def _fold_trainer(args, out: Path, class_names):
             frames=frames, synthetic_frames=args.train_synthetic, synthetic_seed=args.synthetic_seed + 1000,
             synthetic_kind=args.synthetic_kind, synthetic_config=_synthetic_config(args),
             n_classes=len(class_names), tile_size=args.tile_size, stride=args.stride, seed=args.seed,
-            augment=_augment(args), input_scale=card.input_scale,
+            augment=_augment(args), input_scale=card.input_scale, normalization=card.normalization,
         )
         bundle, _ = train_bundle(cfg, unlabelled, labelled, out / f"fold{fold}" / "bundle", stages=stages,
                                  start_from=start, card=card,
@@ -569,12 +569,15 @@ def _add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficult
                    help="augmentation: offset b ~ U(-B, B) added to the normalised image (training only)")
     p.add_argument("--contrast", type=float, default=0.1,
                    help="augmentation: gain c ~ U(1 - C, 1 + C) of the normalised image (training only)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="augmentation: add smoothed Gaussian noise of SD ~ U(0, N) to the normalised image, "
+                        "for set-ups with a noisier background (training only)")
 
 
 def _augment(args):
     from .core.data import Augment
 
-    return Augment(brightness=args.brightness, contrast=args.contrast)
+    return Augment(brightness=args.brightness, contrast=args.contrast, noise=args.noise)
 
 
 def _add_card_args(p: argparse.ArgumentParser) -> None:
@@ -585,14 +588,18 @@ def _add_card_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-scale", type=float, default=None, metavar="S",
                    help="model pixels per frame pixel: frames are resized by S before tiling, e.g. 0.5 so a "
                         "256 px tile sees 512 px of a frame (default: the start model's, or 1)")
+    p.add_argument("--normalization", default=None, choices=("percentile", "background"),
+                   help="how frames are mapped to the networks' range, recorded in the card: percentiles 1/99.8, "
+                        "or the background phase (histogram peak) to -0.95 and percentile 99.8 to 1 "
+                        "(default: the start model's)")
     p.add_argument("--instances", default=None, metavar="KEY=VALUE,...",
                    help="how labels become one id per cell, e.g. method=watershed,min_distance=16,min_area=100 "
                         "(methods: components, watershed; default: the start model's)")
 
 
 def _card_from_args(args, card):
-    """`card` with --mask-definition, --modality, --input-scale and --instances applied (validated)."""
-    from .core.preprocess import check_input_scale
+    """`card` with --mask-definition, --modality, --input-scale, --normalization and --instances applied."""
+    from .core.preprocess import Normalization, check_input_scale
     from .core.summary import InstanceConfig
 
     instances = dict(card.instances)
@@ -609,8 +616,12 @@ def _card_from_args(args, card):
                 raise PGDiffSegError(f"--instances: {key} must be a number, got {value!r}") from None
     instances = InstanceConfig.from_dict(instances).to_dict()
     scale = card.input_scale if args.input_scale is None else check_input_scale(args.input_scale)
+    norm = card.normalization
+    if args.normalization is not None and args.normalization != norm.method:
+        norm = Normalization(method=args.normalization)
     return dataclasses.replace(card, mask_definition=args.mask_definition or card.mask_definition,
-                               modality=args.modality or card.modality, instances=instances, input_scale=scale)
+                               modality=args.modality or card.modality, instances=instances, input_scale=scale,
+                               normalization=norm)
 
 
 def _class_names(args, model_card=None) -> tuple[str, ...]:

@@ -526,3 +526,27 @@ def test_lzw_compressed_tiff_reads(tmp_path):
     phase = _rand((30, 40)).astype(np.float32)
     tifffile.imwrite(tmp_path / "lzw.tif", phase, compression="lzw")
     np.testing.assert_array_equal(read_image(tmp_path / "lzw.tif"), phase)
+
+
+def test_augment_noise_adds_smoothed_noise_of_bounded_sd_and_keeps_masks():
+    x = np.zeros((64, 64), np.float32)
+    mask = (np.arange(64 * 64).reshape(64, 64) % 3).astype(np.uint8)
+    plain = Augment(rot90=False, flip=False, brightness=0.0, contrast=0.0)
+    noisy = Augment(rot90=False, flip=False, brightness=0.0, contrast=0.0, noise=0.1)
+    y0, m0 = plain(x, mask, np.random.default_rng(4))
+    assert np.array_equal(y0, x) and np.array_equal(m0, mask)
+    sds = []
+    for seed in range(30):
+        y, m = noisy(x, mask, np.random.default_rng(seed))
+        assert y.dtype == np.float32 and np.array_equal(m, mask)
+        sds.append(float(y.std()))
+        # smoothed: neighbouring pixels are correlated (white noise would give ~0)
+        assert np.corrcoef(y[:, :-1].ravel(), y[:, 1:].ravel())[0, 1] > 0.2
+    assert 0 < min(sds) and max(sds) <= 0.1 + 1e-6 and max(sds) > 0.05
+    a, _ = noisy(x, None, np.random.default_rng(9))
+    b, _ = noisy(x, None, np.random.default_rng(9))
+    assert np.array_equal(a, b)  # same draws, same noise
+    t, _ = noisy(torch.zeros(1, 64, 64), None, torch.Generator().manual_seed(2))
+    assert t.shape == (1, 64, 64) and t.dtype == torch.float32 and float(t.std()) > 0
+    with pytest.raises(ConfigError, match="noise"):
+        Augment(noise=-0.1)

@@ -68,3 +68,25 @@ def test_as_planes():
         as_planes(np.zeros((32, 32, 3)))
     with pytest.raises(InputImageError, match="stack of planes"):
         as_planes(np.zeros((2, 2, 32, 32)))
+
+
+def test_background_normalization_puts_the_background_at_its_value():
+    from napari_pgdiffseg.core.preprocess import background_level
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:200, :300]
+    for offset, halo in ((10.0, 0.0), (67.0, -40.0)):  # a clean frame, and one with a dark halo ring
+        img = offset + 0.5 * rng.normal(size=(200, 300))
+        r = np.hypot(yy - 100, xx - 150)
+        img[r < 30] += 50.0
+        img[(r >= 30) & (r < 36)] += halo
+        assert abs(background_level(img) - offset) < 0.5
+        out = normalize(check_frame(img), Normalization(method="background"))
+        assert abs(float(np.median(out[r > 60])) + 0.95) < 0.02
+        assert abs(float(np.percentile(out, 99.8)) - 1.0) < 1e-4
+    n = Normalization(method="background", background_value=-0.5)
+    assert Normalization.from_dict(n.to_dict()) == n
+    with pytest.raises(ConfigError, match="background_value must be in"):
+        Normalization(method="background", background_value=1.5)
+    with pytest.raises(ConfigError, match="'percentile', 'range', 'background'"):
+        Normalization(method="mode")

@@ -478,6 +478,7 @@ def build_training_data(
     seed: int = 0,
     frames: FrameSet | None = None,
     input_scale: float = 1.0,
+    normalization=None,
 ) -> tuple[TileDataset, TileDataset | None, dict]:
     """Tiles for the unsupervised stages (every frame) and for LDM-S (frames with masks).
 
@@ -487,7 +488,9 @@ def build_training_data(
     `synthetic_kind` (`synthetic.SYNTHETIC_KINDS`). input_scale: the model's pixels per
     frame pixel (the card's `input_scale`): every frame and mask is resized by it first, as
     `segment` resizes frames, and synthetic frames are made at tile_size / input_scale so
-    that their cells keep the real frames' pixel size. Returns (unlabelled, labelled or
+    that their cells keep the real frames' pixel size. normalization: the card's
+    `preprocess.Normalization` (default: percentiles), so tiles are normalised as `segment`
+    normalises frames. Returns (unlabelled, labelled or
     None, description for the bundle's provenance).
     """
     from .preprocess import check_input_scale, rescale_frame, rescale_labels
@@ -519,7 +522,10 @@ def build_training_data(
     if input_scale != 1.0:
         images = [rescale_frame(np.asarray(im, np.float32), input_scale) for im in images]
         masks_ = [None if m is None else rescale_labels(m, im.shape) for m, im in zip(masks_, images)]
-    common = dict(tile_size=tile_size, stride=stride, augment=augment, seed=seed)
+    from .preprocess import Normalization
+
+    normalization = Normalization() if normalization is None else normalization
+    common = dict(tile_size=tile_size, stride=stride, augment=augment, seed=seed, normalization=normalization)
     unlabelled = TileDataset.from_arrays(images, None, names=names, load_masks=False, **common)
     lab_idx = [i for i, m in enumerate(masks_) if m is not None]
     labelled = None
@@ -540,6 +546,7 @@ def build_training_data(
         "tiles_labelled": 0 if labelled is None else len(labelled),
         "label_map": None if label_map is None else str(label_map),
         "input_scale": input_scale,
+        "normalization": normalization.to_dict(),
     }
     return unlabelled, labelled, desc
 
