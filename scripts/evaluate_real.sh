@@ -15,18 +15,23 @@ COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --pre
         --inversion-steps 10 --sampling-steps 10 --quiet)
 case "$set_name" in
   hela)
+    # Input scale 0.5: a 256 px tile sees 512 px of the 832 px frame, the whole cell around
+    # each nucleus (at scale 1 the LDM-S trained on 128 px crops saw less than one cell).
     pgdiffseg evaluate --data "$DATA/qpi-live-dead/HeLa" --masks "$DATA/qpi-live-dead/HeLa-labels" \
       --label-map viability4 --classes background,live,dead --mask-definition nuclei \
       --instances method=components,min_area=300 --steps-ldm-s 1500 --train-synthetic 40 --synthetic-kind slim \
+      --input-scale 0.5 --lr-ldm 5e-4 \
       "${COMMON[@]}" --out "${2:-out/eval/hela}" ;;
   qpi-cells)
     # Watershed settings (min_distance 5 px on the phase smoothed by sigma 3 px, cells >= 150 px)
     # were chosen on fold 1's *training* frames (object F1 0.785 against 0.55 at min_distance 16),
     # never on test frames. Brightness 0.5 / contrast 0.3: phase images of other set-ups put the
-    # background elsewhere in the normalised range (scikit-image's cell: at -0.5, with a dark halo).
+    # background elsewhere in the normalised range (scikit-image's cell: at -0.5, with a dark halo);
+    # smoothed noise up to SD 0.08: scikit-image's cell has ~3x the background texture of these
+    # frames, and without it a tile of its background was called "cell".
     pgdiffseg evaluate --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
       --mask-definition "whole cells" --instances method=watershed,min_distance=5,smooth=3,min_area=150 \
-      --steps-ldm-s 1200 --train-synthetic 40 --synthetic-kind holo --brightness 0.5 --contrast 0.3 \
+      --steps-ldm-s 1200 --train-synthetic 40 --synthetic-kind holo --brightness 0.5 --contrast 0.3 --noise 0.08 \
       "${COMMON[@]}" --out "${2:-out/eval/qpi-cells}" ;;
   *) echo "unknown set $set_name (hela or qpi-cells)" >&2; exit 2 ;;
 esac

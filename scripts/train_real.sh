@@ -4,10 +4,13 @@
 # keep its autoencoder and LDM-P, which were trained on all 140 real HeLa/CHO SLIM frames
 # (unsupervised) plus synthetic frames (scripts/train_synthetic_demo.sh).
 #   slim-viability: the 8 labelled HeLa frames (nuclei; injured counted live) + 40 SLIM-like
-#                   synthetic frames with live and dead (condensed) nuclei.
+#                   synthetic frames with live and dead (condensed) nuclei, at input scale 0.5
+#                   (a 256 px tile sees 512 px of the frame: whole cells around each nucleus),
+#                   learning rate 5e-4.
 #   qpi-cells:      the 15 holographic qpi-cells frames (whole cells) + 40 holographic synthetic
 #                   frames; strong brightness/contrast augmentation (other set-ups put the
-#                   background elsewhere in the normalised range).
+#                   background elsewhere in the normalised range) and smoothed-noise
+#                   augmentation up to SD 0.08 (other set-ups have noisier backgrounds).
 # The recipes are those scored by scripts/evaluate_real.sh (3-fold CV by frame); then
 #   python scripts/ship_model.py NAME out/train/NAME ... (see README) copies them into the package.
 set -euo pipefail
@@ -19,12 +22,12 @@ COMMON=(--start-from synthetic-demo --stages ldm_s --prediction-type sample --st
         --synthetic-seed 10001 --device cpu --no-resume)
 OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-live-dead/HeLa" --masks "$DATA/qpi-live-dead/HeLa-labels" \
   --label-map viability4 --classes background,live,dead --synthetic-kind slim --steps-ldm-s 1500 \
-  --mask-definition nuclei --modality "SLIM phase, 8-bit (HeLa/CHO, Hu et al. 2022)" \
+  --input-scale 0.5 --lr-ldm 5e-4 --mask-definition nuclei --modality "SLIM phase, 8-bit (HeLa/CHO, Hu et al. 2022)" \
   --instances method=components,min_area=300 "${COMMON[@]}" --out "$OUT/slim-viability" \
   > "$OUT/slim-viability.log" 2>&1 &
 P1=$!
 OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
-  --synthetic-kind holo --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 \
+  --synthetic-kind holo --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
   --mask-definition "whole cells" --modality "quantitative phase in radians (holographic QPI, e.g. Q-PHASE)" \
   --instances method=watershed,min_distance=5,smooth=3,min_area=150 "${COMMON[@]}" --out "$OUT/qpi-cells" \
   > "$OUT/qpi-cells.log" 2>&1 &

@@ -111,3 +111,23 @@ def test_train_folds_trains_a_bundle_and_baseline_per_fold(tmp_path):
     data = _csv(next(out.glob("*_table2.csv")))
     assert [(r["method"], r["units"], r["n_units"]) for r in data] == [
         ("U-Net (ResNet-18)", "folds", "2"), ("Prior x1", "folds", "2")]
+
+
+def test_train_folds_at_half_input_scale_trains_and_scores_at_frame_size(tmp_path):
+    import json
+
+    out = tmp_path / "cv"
+    code = main(["evaluate", "--synthetic", "4", "--synthetic-size", "128", "--inversion-steps", "2",
+                 "--sampling-steps", "2", "--device", "cpu", "--quiet", "--folds", "2", "--train-folds",
+                 "--preset", "tiny", "--tile-size", "64", "--steps-ldm-s", "2", "--steps-autoencoder", "1",
+                 "--steps-ldm-p", "1", "--crop-ldm", "32", "--baseline-steps", "2", "--input-scale", "0.5",
+                 "--noise", "0.05", "--normalization", "background",
+                 "--tables", "table2", "--methods", "U-Net (ResNet-18)", "Prior x1", "--out", str(out)])
+    assert code == 0
+    card = json.loads((out / "fold0" / "bundle" / "pgdiffseg.json").read_text())
+    assert card["input_scale"] == 0.5 and card["normalization"]["method"] == "background"
+    data = card["provenance"]["training_runs"][-1]["data"]
+    assert data["input_scale"] == 0.5 and data["normalization"]["method"] == "background"
+    rows = _csv(next(out.glob("*_table2.csv")))
+    assert [r["method"] for r in rows] == ["U-Net (ResNet-18)", "Prior x1"]
+    assert all(0.0 <= float(r["fg_iou"]) <= 1.0 and r["frames"] == "4" for r in rows), rows
