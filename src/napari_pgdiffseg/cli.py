@@ -611,7 +611,7 @@ def _card_from_args(args, card):
             key = key.strip()
             value = value.strip()
             try:
-                instances[key] = value if key == "method" else float(value) if key == "smooth" else int(value)
+                instances[key] = value if key == "method" else float(value) if key in ("smooth", "h") else int(value)
             except ValueError:
                 raise PGDiffSegError(f"--instances: {key} must be a number, got {value!r}") from None
     instances = InstanceConfig.from_dict(instances).to_dict()

@@ -77,3 +77,25 @@ def test_instance_config_validation_and_dtype():
     with pytest.raises(ConfigError, match="needs the image"):
         cell_instances(np.ones((4, 4), np.uint8), None, ("b", "c"), InstanceConfig("watershed"))
     assert instance_dtype(65535) == np.uint16 and instance_dtype(65536) == np.uint32
+
+
+def test_h_maxima_markers_split_touching_cells_but_not_one_textured_cell():
+    yy, xx = np.mgrid[:120, :200]
+    rng = np.random.default_rng(0)
+    texture = 0.03 * np.sin(xx / 4.0) * np.cos(yy / 4.0) + 0.01 * rng.normal(size=yy.shape)
+    # Flat-topped cells (as adherent cells are) with texture on top; the two touch.
+    one = np.exp(-(np.hypot(yy - 60, xx - 100) / 35.0) ** 4) + texture
+    two = (np.exp(-(np.hypot(yy - 60, xx - 68) / 32.0) ** 4)
+           + np.exp(-(np.hypot(yy - 60, xx - 132) / 32.0) ** 4) + texture)
+    assert (two > 0.3)[60, 60:140].all()  # one connected region
+    names = ("background", "cell")
+    h_cfg = InstanceConfig(method="watershed", smooth=2.0, h=0.1, min_area=20)
+    peak_cfg = InstanceConfig(method="watershed", smooth=2.0, min_distance=5, min_area=20)
+    for phase, n_true in ((one, 1), (two, 2)):
+        labels = (phase > 0.3).astype(np.uint8)
+        assert cell_instances(labels, phase, names, h_cfg).max() == n_true
+    # The peak markers (min_distance 5) cut the one textured cell into pieces.
+    assert cell_instances((one > 0.3).astype(np.uint8), one, names, peak_cfg).max() > 1
+    with pytest.raises(ConfigError, match=r"instances.h must be a number in \[0, 1\)"):
+        InstanceConfig(method="watershed", h=1.5)
+    assert InstanceConfig.from_dict(h_cfg.to_dict()) == h_cfg

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.measure import label as connected_components
+from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from .errors import ConfigError
@@ -88,14 +89,19 @@ class InstanceConfig:
     method: "components" (each connected region is one object: nuclei, which rarely touch)
     or "watershed" (touching objects split by a watershed on the smoothed phase, whose
     maxima mark cell centres: whole cells in clusters). min_distance: px between two
-    centres (watershed). smooth: Gaussian sigma of the phase in px (watershed).
-    min_area: objects smaller than this (px) are dropped.
+    centres (watershed, when h is 0). smooth: Gaussian sigma of the phase in px (watershed).
+    h: with h > 0 the centres are the phase's h-maxima instead (scikit-image
+    `h_maxima`: maxima that stand at least h above the saddle to any higher one, with the
+    phase scaled so its percentiles 1 and 99.8 are 0 and 1), so the texture inside one cell
+    does not split it however close two cells are. min_area: objects smaller than this
+    (px) are dropped.
     """
 
     method: str = "components"
     min_distance: int = 10
     smooth: float = 2.0
     min_area: int = 30
+    h: float = 0.0
 
     def __post_init__(self):
         if self.method not in INSTANCE_METHODS:
@@ -106,6 +112,8 @@ class InstanceConfig:
                 raise ConfigError(f"instances.{name} must be an integer >= 1, got {v!r}")
         if not isinstance(self.smooth, (int, float)) or not 0 <= self.smooth <= 100:
             raise ConfigError(f"instances.smooth must be a number in [0, 100], got {self.smooth!r}")
+        if isinstance(self.h, bool) or not isinstance(self.h, (int, float)) or not 0 <= self.h < 1:
+            raise ConfigError(f"instances.h must be a number in [0, 1), got {self.h!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> "InstanceConfig":
@@ -136,7 +144,8 @@ def cell_instances(labels: np.ndarray, phase: np.ndarray | None, class_names: Se
         if config.method == "watershed":
             if phase is None:
                 raise ConfigError("the watershed instance method needs the image (phase)")
-            ids = split_cells(labels, phase, cid, min_distance=config.min_distance, smooth=config.smooth)
+            ids = split_cells(labels, phase, cid, min_distance=config.min_distance, smooth=config.smooth,
+                              h=config.h)
         else:
             ids = connected_components(mask, connectivity=2).astype(np.int32)
         # By hand, not skimage's remove_small_objects: its size argument changed meaning
@@ -166,13 +175,16 @@ def split_cells(
     *,
     min_distance: int = 10,
     smooth: float = 2.0,
+    h: float = 0.0,
 ) -> np.ndarray:
     """One id per cell of class `class_id`: (H, W) int32, 0 elsewhere.
 
     Connected components of the class mask, with touching cells split by a watershed on
     the (smoothed) phase: cells are thickest, so the phase is highest, at their centres.
-    Markers are phase maxima at least `min_distance` px apart inside the mask; a component
-    without a maximum keeps one id.
+    Markers are phase maxima at least `min_distance` px apart inside the mask, or with
+    h > 0 the regions of the phase's h-maxima inside the mask (phase scaled so that its
+    percentiles 1 and 99.8 are 0 and 1; see `InstanceConfig`); a component without a
+    marker keeps one id.
     """
     mask = np.asarray(labels) == class_id
     if not mask.any():
@@ -181,15 +193,22 @@ def split_cells(
     if smooth > 0:
         landscape = ndi.gaussian_filter(landscape, smooth)
     components = connected_components(mask, connectivity=2)
-    peaks = peak_local_max(
-        landscape, min_distance=max(int(min_distance), 1), labels=components, exclude_border=False
-    )
-    markers = np.zeros(mask.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
-    # Components without a peak (flat or tiny) still get a marker of their own.
+    if h > 0:
+        lo, hi = (float(v) for v in np.percentile(phase, [1.0, 99.8]))
+        scaled = (landscape - lo) / (hi - lo) if hi > lo else landscape - lo
+        markers = connected_components(h_maxima(scaled, h).astype(bool) & mask, connectivity=2).astype(np.int32)
+        n_markers = int(markers.max())
+    else:
+        peaks = peak_local_max(
+            landscape, min_distance=max(int(min_distance), 1), labels=components, exclude_border=False
+        )
+        markers = np.zeros(mask.shape, np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
+        n_markers = len(peaks)
+    # Components without a marker (flat or tiny) still get a marker of their own.
     has_marker = np.zeros(components.max() + 1, bool)
     has_marker[components[markers > 0]] = True
-    next_id = len(peaks) + 1
+    next_id = n_markers + 1
     for comp in np.flatnonzero(~has_marker[1:]) + 1:
         yx = np.argwhere(components == comp)[0]
         markers[tuple(yx)] = next_id
