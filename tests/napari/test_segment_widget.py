@@ -362,4 +362,7 @@ def test_model_list_offers_every_shipped_model_with_what_it_labels(make_napari_v
     assert w.settings.bundle_dir().name == "qpi-cells"
     assert "whole cells: background, cell" in w.settings.model_info.value
     assert not w.settings.bundle_path.visible and w.settings.problem == ""
+    assert w.settings.tile_size.value == "256 px"
+    w.settings.model_source.value = "slim-viability"  # works at input scale 0.5
+    assert w.settings.tile_size.value == "256 px (input scale 0.5: 512 px of the image)"
 

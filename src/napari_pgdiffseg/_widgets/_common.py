@@ -40,7 +40,7 @@ TOOLTIPS: dict[str, str] = {
     "model_source": "a model shipped with the plugin (each labels one thing: nuclei of SLIM frames, whole cells "
                     "of phase images in radians, ...), or a bundle folder of your own",
     "bundle_path": "a bundle folder (pgdiffseg.json, autoencoder/, ldm_p/, ldm_s/, scheduler/)",
-    "tile_size": "tile size in pixels; fixed by the model bundle (its card's tile_size)",
+    "tile_size": "tile size in pixels; fixed by the model bundle (its card's tile_size and input_scale)",
     "image": "the image layer to segment (2D frame, or a stack segmented plane by plane)",
     "labels_output": "class labels: one layer with 1 live, 2 dead; cells: a 'live' and a 'dead' layer with one id "
     "per cell (touching cells split by a watershed on the phase)",
@@ -339,12 +339,15 @@ class SettingsWidget(Container):
         info = f"labels {card.mask_definition}: {', '.join(card.class_names)}"
         if card.modality:
             info += f"; for {card.modality}"
+        tile = f"{card.tile_size} px"
+        if card.input_scale != 1.0:  # the model works at another pixel size: say what a tile covers
+            tile += f" (input scale {card.input_scale:g}: {card.tile_size / card.input_scale:.0f} px of the image)"
         try:
             self.config().validate(timesteps, card.tile_size)
             resolve_device(self.device.value)
         except ConfigError as e:
-            return str(e), info, f"{card.tile_size} px"
-        return "", info, f"{card.tile_size} px"
+            return str(e), info, tile
+        return "", info, tile
 
     def refresh(self, *_) -> None:
         strategy = self.strategy.value
