@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +32,7 @@ import torch
 from .data import TileDataset
 from .devices import DEVICES, resolve_device
 from .errors import BundleError, ConfigError
+from .io import atomic_replace_dir
 from .preprocess import Normalization, check_frame, normalize
 from .tiling import Stitcher, TileGrid
 
@@ -397,20 +396,12 @@ def save_baseline(baseline: Baseline, path: str | os.PathLike, overwrite: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     # contiguous CPU copies: safetensors refuses shared or non-contiguous storage.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in baseline.model.state_dict().items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         (tmp / CARD_FILE).write_text(json.dumps(baseline.card.to_dict(), indent=2) + "\n")
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "x")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_replace_dir(path, fill)
     baseline.path = path
     return path
 

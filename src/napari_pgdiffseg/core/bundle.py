@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from diffusers import DDIMScheduler, UNet2DModel, VQModel
 from safetensors import safe_open
 
 from .errors import BundleError, ConfigError
+from .io import atomic_replace_dir
 from .models import LATENT_CHANNELS, build_autoencoder, build_ldm_p, build_ldm_s, build_scheduler, get_preset
 from .preprocess import Normalization, check_input_scale
 
@@ -215,24 +214,14 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike, overwrite: bool = False
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         for name in MODEL_DIRS:
             getattr(bundle, name).save_pretrained(tmp / name, safe_serialization=True)
-        sched = DDIMScheduler.from_config(bundle.scheduler_config)
-        sched.save_pretrained(tmp / "scheduler")
+        DDIMScheduler.from_config(bundle.scheduler_config).save_pretrained(tmp / "scheduler")
         (tmp / CARD_NAME).write_text(json.dumps(bundle.card.to_dict(), indent=2) + "\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_replace_dir(path, fill)
     bundle.path = path
     return path
 

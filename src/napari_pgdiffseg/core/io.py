@@ -40,3 +40,31 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, **kwargs) -> Path:
 
     kwargs.setdefault("compression", "zlib")
     return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array, **kwargs))
+
+
+def atomic_replace_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Call ``fill(tmp_dir)`` on a fresh temporary folder beside `path`, then put it at `path`.
+
+    An existing `path` is first moved into its own fresh temporary folder (never a fixed
+    name such as ``.NAME.old``, which a crash would leave behind and every later save would
+    trip over), the new folder is renamed into place, and the old one is removed. A failure
+    in `fill` removes the temporary folder and leaves `path` as it was.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        fill(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

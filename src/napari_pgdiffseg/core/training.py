@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from .bundle import Bundle, BundleCard, create_bundle, save_bundle
 from .data import FrameSet, TileDataset
 from .errors import ConfigError
+from .io import atomic_replace_dir
 from .models import encode_latents, get_preset
 from .sampling import mask_to_latent
 
@@ -159,21 +160,14 @@ class _Checkpoint:
         return (self.dir / "state.json").is_file()
 
     def save(self, model, optimizer, step: int, losses: list[float], seconds: float, ema=None) -> None:
-        tmp = self.dir.with_name(self.dir.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(tmp / "model", safe_serialization=True)
-        if ema is not None:
-            ema.save_pretrained(tmp / "ema")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "seconds": seconds}))
-        old = self.dir.with_name(self.dir.name + ".old")
-        if self.dir.exists():
-            os.replace(self.dir, old)
-        os.replace(tmp, self.dir)
-        if old.exists():
-            import shutil
+        def fill(tmp: Path) -> None:
+            model.save_pretrained(tmp / "model", safe_serialization=True)
+            if ema is not None:
+                ema.save_pretrained(tmp / "ema")
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "seconds": seconds}))
 
-            shutil.rmtree(old)
+        atomic_replace_dir(self.dir, fill)
 
     def load(self, model, optimizer) -> tuple[int, list[float], float]:
         from safetensors.torch import load_file
