@@ -112,3 +112,26 @@ def test_wrong_output_arrays_are_clear_errors(tiny_bundle, frame_300x200):
         segment(frame_300x200, tiny_bundle, CFG, labels_out=np.zeros((300, 201), np.uint8))
     with pytest.raises(ConfigError, match=r"agreement_out must be a 300x200 float32"):
         segment(frame_300x200, tiny_bundle, CFG, agreement_out=np.zeros((300, 200), np.float64))
+
+
+def test_segment_stack_keeps_a_lazy_stack_lazy(small_limits, tiny_bundle, frame_300x200):
+    from napari_pgdiffseg import segment_stack
+    from napari_pgdiffseg.core.preprocess import PlaneView, as_planes
+
+    stack = np.stack([frame_300x200, frame_300x200[::-1].copy()]).astype(np.float64)
+    lazy = ReadLog(stack, max_pixels=256 * 256)  # refuses whole planes (60,000 px > SMALL) and the stack
+    planes, was_stack = as_planes(lazy)
+    assert was_stack and [type(p) for p in planes] == [PlaneView, PlaneView] and lazy.reads == []
+    assert planes[1].shape == (300, 200) and planes[1].dtype == np.float64
+    got = segment_stack(lazy, tiny_bundle, CFG)
+    ref = segment_stack(stack, tiny_bundle, CFG)
+    assert len(got) == 2 and all(np.array_equal(a.labels, b.labels) for a, b in zip(got, ref))
+    assert lazy.reads and max(int(np.prod(s)) for s in lazy.reads) <= 256 * 256
+    # dask stacks too: planes stay dask until segment reads their tiles
+    dstack = da.from_array(stack, chunks=(1, 100, 100))
+    dplanes, _ = as_planes(dstack)
+    assert isinstance(dplanes[0][0:10, 0:10], da.Array)
+    assert all(np.array_equal(a.labels, b.labels)
+               for a, b in zip(segment_stack(dstack, tiny_bundle, CFG), ref))
+    with pytest.raises(InputImageError, match="RGB"):
+        as_planes(ReadLog(np.zeros((20, 20, 3)), max_pixels=1))

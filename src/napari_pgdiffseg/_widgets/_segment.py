@@ -18,7 +18,7 @@ from napari.utils.notifications import show_info
 
 from ..core.errors import InputImageError
 from ..core.metrics import noise_edges
-from ..core.pipeline import Progress, SegmentConfig, segment
+from ..core.pipeline import Progress, SegmentConfig, segment_stack
 from ..core.summary import InstanceConfig, cell_instances, foreground_classes, summarize_planes
 from . import _common
 from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
@@ -104,13 +104,12 @@ class SegmentRunner:
         req = self.request
         planes, lead = _planes(req.image)
         bundle = self.load_bundle(req.bundle_dir)
-        n = len(planes)
         send = Throttle(report)
-        results = []
-        for i, plane in enumerate(planes):
-            def progress(p: Progress, i=i) -> None:
-                send(PlaneProgress(i, n, p), force=p.evals_done in (0, p.evals_total))
-            results.append(segment(plane, bundle, req.config, progress=progress, cancel=cancel))
+
+        def progress(i: int, n: int, p: Progress) -> None:
+            send(PlaneProgress(i, n, p), force=p.evals_done in (0, p.evals_total))
+
+        results = segment_stack(planes, bundle, req.config, progress=progress, cancel=cancel)
         return self.outcome(results, planes, lead, bundle.card)
 
     def outcome(self, results, planes, lead, card) -> SegmentOutcome:

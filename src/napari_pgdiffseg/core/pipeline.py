@@ -422,7 +422,9 @@ def segment_stack(
 ) -> list[SegmentationResult]:
     """Segment a 2D frame or each plane of a (planes, H, W) stack; one result per plane.
 
-    progress is called as ``progress(plane_index, n_planes, Progress)``.
+    A stack that is not in memory (a dask or zarr array, a memmap) stays lazy: each plane is
+    read only as `segment` reads it (`preprocess.as_planes`). progress is called as
+    ``progress(plane_index, n_planes, Progress)``.
     """
     planes, _ = as_planes(stack)
     out = []

@@ -8,6 +8,7 @@ trained on (see `Normalization`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -230,23 +231,61 @@ def normalize(frame: np.ndarray, norm: Normalization) -> np.ndarray:
     return normalize_range(frame, *range_of(frame, norm), norm)
 
 
-def as_planes(image, *, name: str = "image") -> tuple[np.ndarray, bool]:
+def _in_memory(image) -> bool:
+    return isinstance(image, np.ndarray) and not isinstance(image, np.memmap)
+
+
+def _array_like(image) -> bool:
+    return all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__"))
+
+
+class PlaneView:
+    """Plane `index` of a (n, H, W) stack that is not in memory (dask, zarr, memmap).
+
+    Reads nothing until indexed: ``view[y0:y1, x0:x1]`` reads that window of the plane,
+    ``np.asarray(view)`` the whole plane. `segment` sees an ordinary lazy 2D frame.
+    """
+
+    def __init__(self, stack, index: int):
+        self.stack, self.index = stack, int(index)
+        self.shape = tuple(int(v) for v in stack.shape[1:])
+        self.dtype = np.dtype(stack.dtype)
+        self.ndim = 2
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return self.stack[(self.index,) + key]
+
+    def __array__(self, dtype=None, copy=None):
+        a = np.asarray(self.stack[self.index, :, :])
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"PlaneView(plane {self.index} of {type(self.stack).__name__} {tuple(self.stack.shape)})"
+
+
+def as_planes(image, *, name: str = "image") -> tuple[Sequence, bool]:
     """Return ``(planes, was_stack)`` for a 2D frame or a (planes, h, w) stack.
 
-    A 3D array whose last axis is 3 or 4 is taken for RGB and refused; more than 3 dims
-    are refused with a hint to select planes first.
+    A numpy frame or stack comes back as one (n, h, w) array. An array-like that is not in
+    memory (a dask or zarr array, a memmap) is never read here: a frame comes back as
+    ``[frame]`` and a stack as one `PlaneView` per plane, each read only where `segment`
+    reads it. A 3D array whose last axis is 3 or 4 is taken for RGB and refused; more than
+    3 dims are refused with a hint to select planes first.
     """
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        return arr[None], False
-    if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
-        if arr.shape[0] == 0:
-            raise InputImageError(f"{name} is an empty stack (shape {arr.shape})")
-        return arr, True
-    if arr.ndim == 3:
-        check_frame(arr, name=name)  # raises the RGB message
+    lazy = not _in_memory(image) and _array_like(image)
+    arr = image if lazy else np.asarray(image)
+    shape = tuple(int(v) for v in arr.shape)
+    if len(shape) == 3 and shape[-1] in (3, 4):
+        check_frame_meta(np.dtype(arr.dtype), shape, name=name)  # raises the RGB message
+    if len(shape) == 2:
+        return ([arr] if lazy else arr[None]), False
+    if len(shape) == 3:
+        if shape[0] == 0:
+            raise InputImageError(f"{name} is an empty stack (shape {shape})")
+        return ([PlaneView(arr, i) for i in range(shape[0])] if lazy else arr), True
     raise InputImageError(
-        f"{name} must be 2D (h, w) or a stack of planes (n, h, w), got shape {arr.shape}; "
+        f"{name} must be 2D (h, w) or a stack of planes (n, h, w), got shape {shape}; "
         "select the planes to segment first"
     )
 
