@@ -2,7 +2,7 @@
 
     python scripts/make_real_figures.py [--eval out/eval] [--data ../shared/data]
 
-For one HeLa frame and one holographic qpi-cells frame: finds the fold whose test set holds
+For two HeLa frames (a typical one and the worst) and one holographic qpi-cells frame: finds the fold whose test set holds
 the frame (the split of `pgdiffseg evaluate`, seed 0), segments it with that fold's bundle
 (scripts/evaluate_real.sh wrote them) at the default settings, and draws image | labels |
 truth | outlines into docs/figures/real_hela.png and docs/figures/real_qpi_cells.png.
@@ -22,8 +22,12 @@ from napari_pgdiffseg.core.summary import InstanceConfig, cell_instances
 from napari_pgdiffseg.figure import truth_figure
 
 SETS = {
+    # HeLa: a typical frame (0005) and the worst one (0004, whose truth often lies beside the
+    # nuclei visible in the phase image).
     "hela": dict(data="qpi-live-dead/HeLa", masks="qpi-live-dead/HeLa-labels", label_map="viability4", n=3,
-                 frame="0004.png", out="real_hela.png"),
+                 frame="0005.png", out="real_hela.png"),
+    "hela-worst": dict(data="qpi-live-dead/HeLa", masks="qpi-live-dead/HeLa-labels", label_map="viability4", n=3,
+                       frame="0004.png", out="real_hela_worst.png", eval="hela"),
     "qpi-cells": dict(data="qpi-cells", masks=None, label_map="instances", n=2, frame="dense_img_003.tif",
                       out="real_qpi_cells.png"),
 }
@@ -43,11 +47,11 @@ def main() -> None:
                          label_map=s["label_map"], n_classes=s["n"], labelled_only=True)
         i = [Path(p).name for p in fs.names].index(s["frame"])
         fold = int(fold_groups(len(fs), args.folds)[i])
-        bundle = load_bundle(Path(args.eval) / name / f"fold{fold}" / "bundle")
+        bundle = load_bundle(Path(args.eval) / s.get("eval", name) / f"fold{fold}" / "bundle")
         labels = segment(fs.images[i], bundle, SegmentConfig(device="cpu", noise_metrics=False)).labels
         ids = cell_instances(labels, fs.images[i], bundle.card.class_names,
                              InstanceConfig.from_dict(bundle.card.instances))
-        title = (f"{s['frame']} ({name}, held out: fold {fold + 1} model), Prior x1 10+10 steps: foreground IoU "
+        title = (f"{s['frame']} ({s.get('eval', name)}, held out: fold {fold + 1} model), Prior x1 10+10 steps: foreground IoU "
                  f"{foreground_iou(labels, fs.masks[i]):.3f}, object F1 {object_f1(ids, fs.instances[i]):.3f}")
         out = truth_figure(Path("docs/figures") / s["out"], fs.images[i], labels, fs.masks[i], bundle.card.colors,
                            title)

@@ -12,7 +12,7 @@ python scripts/ship_model.py slim-viability "$TRAIN/slim-viability" \
   --scores $(scores hela) --score-rows "Prior x1" "Random x5" "U-Net (ResNet-18)" \
   --scores-command "bash scripts/evaluate_real.sh hela"
 python scripts/ship_model.py qpi-cells "$TRAIN/qpi-cells" \
-  --description "Quantitative phase images in radians (holographic QPI and similar): labels WHOLE CELLS, one class; touching cells are split by a watershed on the phase from its h-maxima." \
+  --description "Quantitative phase images in radians (holographic QPI and similar): labels WHOLE CELLS, one class; touching cells are split by a watershed on the phase." \
   --training-data "LDM-S fine-tuned from synthetic-demo on the 15 qpi-cells holographic frames (whole-cell masks, Vicar et al., BSD-3) + 40 holographic synthetic frames (core.synthetic_real, seed 10001), brightness 0.5 / contrast 0.3 / smoothed-noise (SD <= 0.08) augmentation, 1200 steps; autoencoder + LDM-P: 140 real HeLa/CHO SLIM frames + 400 synthetic (unsupervised)" \
   --scores $(scores qpi-cells) --score-rows "Prior x1" "Random x5" "U-Net (ResNet-18)" \
-  --scores-command "bash scripts/evaluate_real.sh qpi-cells" --instances method=watershed,smooth=4,h=0.1,min_area=150
+  --scores-command "bash scripts/evaluate_real.sh qpi-cells"

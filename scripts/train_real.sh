@@ -29,7 +29,7 @@ P1=$!
 OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
   --synthetic-kind holo --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
   --mask-definition "whole cells" --modality "quantitative phase in radians (holographic QPI, e.g. Q-PHASE)" \
-  --instances method=watershed,smooth=4,h=0.1,min_area=150 "${COMMON[@]}" --out "$OUT/qpi-cells" \
+  --instances method=watershed,min_distance=5,smooth=3,min_area=150 "${COMMON[@]}" --out "$OUT/qpi-cells" \
   > "$OUT/qpi-cells.log" 2>&1 &
 P2=$!
 wait $P1
