@@ -119,3 +119,21 @@ def test_batch_scaling_and_malloc_trim_scripts_print_their_tables(tmp_path):
                            "--size", "128", "--repeats", "1"], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| unset (glibc default) | 1 |" in done.stdout and "MALLOC_TRIM_THRESHOLD_=65536" in done.stdout
+
+
+def test_input_scale_benchmark_prints_both_scales(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((120 + 20 * rng.normal(size=(300, 300))).clip(0, 255).astype(np.uint8)).save(frames / "a.png")
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "input_scale.py"), "--data", str(frames),
+                           "--frames", "1"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [ln for ln in done.stdout.splitlines() if re.match(r"\| (0\.5|1) \|", ln)]
+    assert len(rows) == 2 and rows[1].endswith("| 1.00x |") and "x faster |" in rows[0]
+    assert "300x300" in done.stdout
