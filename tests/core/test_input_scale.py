@@ -98,3 +98,11 @@ def test_training_tiles_are_made_at_the_model_scale():
     assert len(full) == 4
     unl, lab, desc = build_training_data(synthetic_frames=2, synthetic_kind="slim", n_classes=3, input_scale=0.5)
     assert len(lab) == 2 and lab[0]["image"].shape[-2:] == (256, 256)  # made at 512 px, resized
+
+
+def test_wrong_output_array_is_refused_before_segmenting(fast_config, frame_300x200):
+    calls = []
+    with pytest.raises(ConfigError, match="labels_out must be a 300x200 uint8 array"):
+        segment(frame_300x200, _half(None), fast_config, labels_out=np.zeros((150, 100), np.uint8),
+                progress=calls.append)
+    assert calls == []  # no network evaluation ran

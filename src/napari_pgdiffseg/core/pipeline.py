@@ -292,6 +292,8 @@ def segment(
         return _segment(image, bundle, config, progress, cancel, labels_out, agreement_out)
     frame = check_frame(image)
     H, W = frame.shape
+    labels = _output(labels_out, (H, W), np.uint8, "labels_out")  # checked before the work, not after
+    agreement = _output(agreement_out, (H, W), np.float32, "agreement_out")
     kept: dict = {}
     r = _segment(rescale_frame(frame, scale), bundle, config, progress, cancel, None, None, kept)
 
@@ -302,8 +304,6 @@ def segment(
 
     votes, scores = back(kept["votes"]), back(kept["scores"])
     lab, agr = resolve_votes(votes, scores)
-    labels = _output(labels_out, (H, W), np.uint8, "labels_out")
-    agreement = _output(agreement_out, (H, W), np.float32, "agreement_out")
     labels[:] = lab
     agreement[:] = agr
     return replace(r, labels=labels, agreement=agreement, scores=scores if config.return_scores else None)
