@@ -20,7 +20,6 @@ import json
 import shutil
 
 from napari_pgdiffseg.core.bundle import CARD_NAME, MODELS_DIR, load_bundle
-from napari_pgdiffseg.core.summary import InstanceConfig
 
 HEADLINE = ("fg_iou", "object_f1", "miou", "dead_share")
 
@@ -36,9 +35,6 @@ def main() -> None:
     ap.add_argument("--score-rows", nargs="*", default=["Prior x1"])
     ap.add_argument("--scores-command", default="", help="the command that wrote --scores (recorded)")
     ap.add_argument("--stage-seconds", nargs="*", default=[], help="stage=seconds corrections")
-    ap.add_argument("--instances", default=None, metavar="KEY=VALUE,...",
-                    help="replace the card's instance setting (labels -> one id per cell; no weight "
-                         "depends on it), recorded in provenance")
     args = ap.parse_args()
 
     load_bundle(args.bundle)  # validate before shipping
@@ -52,13 +48,6 @@ def main() -> None:
     if args.modality:
         card["modality"] = args.modality
     prov = card.setdefault("provenance", {})
-    if args.instances:
-        settings = {}
-        for part in args.instances.split(","):
-            key, _, value = part.partition("=")
-            settings[key] = value if key == "method" else float(value) if key in ("smooth", "h") else int(value)
-        card["instances"] = InstanceConfig.from_dict({**card.get("instances", {}), **settings}).to_dict()
-        prov["instances_set_at_shipping"] = args.instances
     fixes = dict(item.split("=") for item in args.stage_seconds)
     for run in prov.get("training_runs", []):
         for stage in run.get("stages", []):
