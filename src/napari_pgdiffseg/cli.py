@@ -113,7 +113,7 @@ def cmd_demo(args) -> int:
     from tqdm import tqdm
 
     from ._sample_data import SKIMAGE_CELL_MODEL, skimage_cell_truth
-    from .core.batch import cells_path, output_path
+    from .core.filejob import cells_path, output_path
     from .core.data import read_image
     from .core.io import write_tiff
     from .core.metrics import foreground_iou, segmentation_scores
@@ -324,7 +324,7 @@ def _evaluation_frames(args, class_names):
     The same loader as training (`data.read_frames`), so a frame is read one way everywhere.
     """
     from .core.data import mask_instances, read_frames
-    from .core.synthetic import make_synthetic
+    from .core.generators import make_synthetic
 
     images, masks, instances, parts = [], [], [], []
     if args.data:
@@ -549,7 +549,7 @@ def _slug(text: str) -> str:
 def _add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficulty: float, data_help: str) -> None:
     """--data/--masks folders, --label-map, --classes and --synthetic frames: shared by train, train-baseline, evaluate."""
     from .core.data import LABEL_MAP_NAMES
-    from .core.synthetic import SYNTHETIC_KINDS
+    from .core.generators import SYNTHETIC_KINDS
 
     p.add_argument("--data", nargs="*", default=[], help=data_help)
     p.add_argument("--masks", nargs="*", default=None, metavar="DIR",
@@ -582,13 +582,17 @@ def _augment(args):
 
 def _add_card_args(p: argparse.ArgumentParser) -> None:
     """What a trained model labels, recorded in its card: shared by train and evaluate --train-folds."""
-    p.add_argument("--mask-definition", default=None, choices=("nuclei", "whole cells"),
+    from .core.bundle import MASK_DEFINITIONS
+    from .core.preprocess import NORMALIZATION_METHODS
+
+    p.add_argument("--mask-definition", default=None, choices=MASK_DEFINITIONS,
                    help="what one labelled object is, recorded in the card (default: the start model's)")
     p.add_argument("--modality", default=None, help="the imaging the model is for, recorded in the card")
     p.add_argument("--input-scale", type=float, default=None, metavar="S",
                    help="model pixels per frame pixel: frames are resized by S before tiling, e.g. 0.5 so a "
                         "256 px tile sees 512 px of a frame (default: the start model's, or 1)")
-    p.add_argument("--normalization", default=None, choices=("percentile", "background"),
+    # "range" needs the calibrated interval, which only the Python API takes.
+    p.add_argument("--normalization", default=None, choices=tuple(m for m in NORMALIZATION_METHODS if m != "range"),
                    help="how frames are mapped to the networks' range, recorded in the card: percentiles 1/99.8, "
                         "or the background phase (histogram peak) to -0.95 and percentile 99.8 to 1 "
                         "(default: the start model's)")
@@ -644,6 +648,14 @@ def _label_map(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Choices and defaults come from the core's own configs, so the CLI cannot drift from them.
+    from .core.baseline import BACKBONES, BaselineConfig
+    from .core.devices import DEVICES
+    from .core.models import PRESETS
+    from .core.training import MIXED_PRECISION, PREDICTION_TYPES, STAGES, TrainConfig
+
+    train, base = TrainConfig(), BaselineConfig()
+    device_help = f"{', '.join(DEVICES)} or cuda:N"
     parser = argparse.ArgumentParser(prog="pgdiffseg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -679,29 +691,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(tr, synthetic_seed=0, difficulty=0.25,
                    data_help="folders of images (and masks: images/ + masks/ or NAME_mask.tif)")
     tr.add_argument("--out", required=True, help="bundle folder to write (checkpoints go to OUT.ckpt)")
-    tr.add_argument("--preset", default="small", choices=("tiny", "small", "paper"), help="network sizes")
-    tr.add_argument("--stages", default="autoencoder,ldm_p,ldm_s", help="comma-separated stages to train")
-    tr.add_argument("--prediction-type", default="epsilon", choices=("epsilon", "sample"),
+    tr.add_argument("--preset", default=train.preset, choices=tuple(PRESETS), help="network sizes")
+    tr.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to train")
+    tr.add_argument("--prediction-type", default=train.prediction_type, choices=PREDICTION_TYPES,
                     help="LDM-S target: epsilon (paper eq. 6) or sample (x0)")
-    tr.add_argument("--steps-autoencoder", type=int, default=600)
-    tr.add_argument("--steps-ldm-p", type=int, default=1000)
-    tr.add_argument("--steps-ldm-s", type=int, default=1000)
-    tr.add_argument("--batch-autoencoder", type=int, default=16)
-    tr.add_argument("--batch-ldm", type=int, default=16)
-    tr.add_argument("--crop-autoencoder", type=int, default=64, help="training crop in pixels (autoencoder)")
-    tr.add_argument("--crop-ldm", type=int, default=128, help="training crop in pixels (LDMs)")
-    tr.add_argument("--lr-autoencoder", type=float, default=1e-3)
-    tr.add_argument("--lr-ldm", type=float, default=2e-4)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    tr.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"),
+    for stage, flag in (("autoencoder", "autoencoder"), ("ldm_p", "ldm-p"), ("ldm_s", "ldm-s")):
+        tr.add_argument(f"--steps-{flag}", type=int, default=getattr(train, stage).steps)
+    tr.add_argument("--batch-autoencoder", type=int, default=train.autoencoder.batch_size)
+    tr.add_argument("--batch-ldm", type=int, default=train.ldm_s.batch_size)
+    tr.add_argument("--crop-autoencoder", type=int, default=train.autoencoder.crop,
+                    help="training crop in pixels (autoencoder)")
+    tr.add_argument("--crop-ldm", type=int, default=train.ldm_s.crop, help="training crop in pixels (LDMs)")
+    tr.add_argument("--lr-autoencoder", type=float, default=train.autoencoder.lr)
+    tr.add_argument("--lr-ldm", type=float, default=train.ldm_s.lr)
+    tr.add_argument("--seed", type=int, default=train.seed)
+    tr.add_argument("--device", default=train.device, help=device_help)
+    tr.add_argument("--mixed-precision", default=train.mixed_precision, choices=MIXED_PRECISION,
                     help="accelerate's mixed precision (bf16 also works on CPUs that support it)")
-    tr.add_argument("--gradient-accumulation-steps", type=int, default=1,
+    tr.add_argument("--gradient-accumulation-steps", type=int, default=train.gradient_accumulation_steps,
                     help="accumulate gradients over N batches per optimiser step (accelerate)")
     tr.add_argument("--accelerate", nargs="?", const="", default=None, metavar="FLAGS",
                     help="run under `accelerate launch` (multi-GPU data parallel, mixed precision); FLAGS "
                          "are accelerate's, e.g. --accelerate='--num_processes 4' (default: `accelerate config`)")
-    tr.add_argument("--checkpoint-every", type=int, default=200)
+    tr.add_argument("--checkpoint-every", type=int, default=train.checkpoint_every)
     tr.add_argument("--start-from", default=None, metavar="NAME|FOLDER",
                     help="a shipped model or bundle folder whose networks start the training (fine-tuning)")
     tr.add_argument("--pretrained-autoencoder", default=None,
@@ -714,13 +726,14 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("train-baseline", help="train the deterministic U-Net baseline (ResNet encoder, Dice loss)")
     _add_data_args(tb, synthetic_seed=0, difficulty=0.25, data_help="folders of image/mask pairs")
     tb.add_argument("--out", required=True, help="baseline folder to write")
-    tb.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "resnet50", "resnet101"))
-    tb.add_argument("--steps", type=int, default=2000)
-    tb.add_argument("--batch", type=int, default=16)
-    tb.add_argument("--crop", type=int, default=None, help="training crop in px (multiple of 32; default: whole tiles)")
-    tb.add_argument("--lr", type=float, default=1e-3)
-    tb.add_argument("--seed", type=int, default=0)
-    tb.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    tb.add_argument("--backbone", default=base.backbone, choices=BACKBONES)
+    tb.add_argument("--steps", type=int, default=base.steps)
+    tb.add_argument("--batch", type=int, default=base.batch_size)
+    tb.add_argument("--crop", type=int, default=base.crop,
+                    help="training crop in px (multiple of 32; default: whole tiles)")
+    tb.add_argument("--lr", type=float, default=base.lr)
+    tb.add_argument("--seed", type=int, default=base.seed)
+    tb.add_argument("--device", default=base.device, help=device_help)
     tb.set_defaults(func=cmd_train_baseline)
 
     ev = sub.add_parser("evaluate", help="score methods on labelled frames: the paper's Tables 2 and 3, mean (SD)")
@@ -733,20 +746,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--methods", nargs="*", default=None, help="only these rows (method names as in the tables)")
     ev.add_argument("--folds", type=int, default=1, help="k folds split by frame: mean (SD) over folds (1: over frames)")
     ev.add_argument("--train-folds", action="store_true", help="train a bundle (and baseline) per fold first")
-    ev.add_argument("--preset", default="tiny", choices=("tiny", "small", "paper"), help="networks trained per fold")
-    ev.add_argument("--prediction-type", default="epsilon", choices=("epsilon", "sample"))
-    ev.add_argument("--steps-autoencoder", type=int, default=600)
-    ev.add_argument("--steps-ldm-p", type=int, default=1000)
-    ev.add_argument("--steps-ldm-s", type=int, default=1000)
+    ev.add_argument("--preset", default="tiny", choices=tuple(PRESETS), help="networks trained per fold")
+    ev.add_argument("--prediction-type", default=train.prediction_type, choices=PREDICTION_TYPES)
+    for stage, flag in (("autoencoder", "autoencoder"), ("ldm_p", "ldm-p"), ("ldm_s", "ldm-s")):
+        ev.add_argument(f"--steps-{flag}", type=int, default=getattr(train, stage).steps)
     ev.add_argument("--baseline-steps", type=int, default=0, help="train the U-Net baseline per fold (0: none)")
     ev.add_argument("--baseline-crop", type=int, default=None, help="U-Net training crop in px (default: whole tiles)")
     ev.add_argument("--start-from", default=None, metavar="NAME|FOLDER",
                     help="with --train-folds: fine-tune this model per fold instead of training from scratch")
-    ev.add_argument("--stages", default="autoencoder,ldm_p,ldm_s", help="stages trained per fold (e.g. ldm_s)")
+    ev.add_argument("--stages", default=",".join(STAGES), help="stages trained per fold (e.g. ldm_s)")
     ev.add_argument("--train-synthetic", type=int, default=0,
                     help="with --train-folds: add N synthetic frames (--synthetic-kind) to each fold's training frames")
-    ev.add_argument("--crop-ldm", type=int, default=128, help="LDM-S training crop in px per fold")
-    ev.add_argument("--lr-ldm", type=float, default=2e-4, help="LDM-S learning rate per fold")
+    ev.add_argument("--crop-ldm", type=int, default=train.ldm_s.crop, help="LDM-S training crop in px per fold")
+    ev.add_argument("--lr-ldm", type=float, default=train.ldm_s.lr, help="LDM-S learning rate per fold")
     ev.add_argument("--stride", type=int, default=None, help="px between training tile origins per fold")
     ev.add_argument("--otsu", action="store_true", help="add an Otsu-threshold reference row to table2")
     _add_card_args(ev)
@@ -757,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--nfe-inversion", type=int, nargs="+", default=[100, 50, 20, 10])
     ev.add_argument("--mix", type=float, default=0.5, help="lambda of the mixed-noise variant")
     ev.add_argument("--tile-batch", type=int, default=8)
-    ev.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
+    ev.add_argument("--device", default="cpu", help=device_help)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--quiet", action="store_true", help="no per-frame progress")
     ev.add_argument("--out", required=True, help="output folder: tables.md, one CSV per table, nfe_curve.png")

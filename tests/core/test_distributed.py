@@ -172,10 +172,10 @@ def test_failed_tasks_are_retried_once_then_recorded(tiny_bundle_dir, tmp_path, 
     from collections import Counter
     from pathlib import Path
 
-    from napari_pgdiffseg.core import batch
+    from napari_pgdiffseg.core import distributed as tasks
 
     calls = Counter()
-    real = batch.segment_file
+    real = tasks.segment_file
 
     def flaky(path, *args, **kwargs):  # the workers below are threads of this process
         name = Path(path).name
@@ -186,7 +186,7 @@ def test_failed_tasks_are_retried_once_then_recorded(tiny_bundle_dir, tmp_path, 
             raise RuntimeError("always fails")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(batch, "segment_file", flaky)
+    monkeypatch.setattr(tasks, "segment_file", flaky)
     paths = _frames(tmp_path / "in", 3)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
         rows = segment_files(paths, tiny_bundle_dir, CFG, tmp_path / "out", scheduler=c.scheduler_address)

@@ -34,9 +34,10 @@ def test_compute_noise_progress_cancel_and_large_frames(bundle, synthetic_frame)
     calls = []
     big = np.tile(synthetic_frame[0], (2, 3))[:600, :700]  # cropped, centred, to 2 x 2 tiles
     out = compute_noise(big, bundle, NoiseConfig("prior", inversion_steps=5), device="cpu",
-                        progress=lambda d, t: calls.append((d, t)))
+                        progress=lambda p: calls.append((p.evals_done, p.evals_total, p.tiles_done)))
     assert out.shape == (3, 128, 128)
-    assert calls[-1][0] == calls[-1][1] and len(calls) >= 5
+    assert calls[-1] == (1 + 5, 1 + 5, 4)  # one batch of the 4 tiles: encoder + 5 inversion steps
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
     with pytest.raises(SegmentationCancelled):
         compute_noise(big, bundle, NoiseConfig("prior", inversion_steps=5), device="cpu", cancel=lambda: True)
 

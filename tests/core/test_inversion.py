@@ -75,7 +75,12 @@ def test_inversion_steps_must_divide_T(tiny_bundle):
         invert_to_noise(_latent(), tiny_bundle.ldm_p, tiny_bundle.make_scheduler(), 30)
 
 
-def test_inversion_calls_hook_once_per_step(tiny_bundle):
+def test_inversion_evaluates_ldm_p_once_per_step(tiny_bundle):
     calls = []
-    invert_to_noise(_latent(), tiny_bundle.ldm_p, tiny_bundle.make_scheduler(), 10, lambda: calls.append(1))
-    assert len(calls) == 10
+
+    def ldm_p(x, t):
+        calls.append(int(t))
+        return tiny_bundle.ldm_p(x, t)
+
+    invert_to_noise(_latent(), ldm_p, tiny_bundle.make_scheduler(), 10)
+    assert len(calls) == 10 and calls == sorted(calls)  # t rises from clean towards T

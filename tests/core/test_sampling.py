@@ -43,12 +43,18 @@ def test_vote_counts_fractions_sum_to_one():
     np.testing.assert_allclose(v.sum(axis=0), 1.0, atol=1e-6)
 
 
-def test_ddim_sample_shapes_hook_count_and_determinism(tiny_bundle):
+def test_ddim_sample_shapes_evaluation_count_and_determinism(tiny_bundle):
     noise = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     z = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     calls = []
-    a = ddim_sample(tiny_bundle.ldm_s, tiny_bundle.make_scheduler(), noise, z, 10, lambda: calls.append(1))
+
+    def ldm_s(x, t):
+        calls.append(int(t))
+        return tiny_bundle.ldm_s(x, t)
+
+    a = ddim_sample(ldm_s, tiny_bundle.make_scheduler(), noise, z, 10)
     b = ddim_sample(tiny_bundle.ldm_s, tiny_bundle.make_scheduler(), noise, z, 10)
     assert a.shape == (2, 3, 64, 64) and len(calls) == 10 and torch.equal(a, b)
+    assert calls == sorted(calls, reverse=True)  # from t = T - 1 down to the clean end
     with pytest.raises(ConfigError, match="sampling_steps must divide"):
         ddim_sample(tiny_bundle.ldm_s, tiny_bundle.make_scheduler(), noise, z, 3)

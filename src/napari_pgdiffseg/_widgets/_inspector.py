@@ -109,8 +109,9 @@ class InspectorRunner:
         send = Throttle(report)
         rows = []
         for k, label in enumerate(req.strategies):
-            def progress(done, total, k=k, label=label):
-                send((k, len(req.strategies), label, done, total), force=done == total)
+            def progress(p, k=k, label=label):
+                send((k, len(req.strategies), label, p.evals_done, p.evals_total),
+                     force=p.evals_done == p.evals_total)
             noise = compute_noise(crop, bundle, STRATEGY_CONFIGS[label], seed=req.seed, device=req.device,
                                   progress=progress, cancel=cancel)
             rows.append(NoiseRow(

@@ -31,6 +31,7 @@ import torch
 
 from .data import TileDataset
 from .devices import DEVICES, resolve_device
+from .engine import TileRun
 from .errors import BundleError, ConfigError
 from .io import atomic_replace_dir
 from .preprocess import Normalization, check_frame, normalize
@@ -273,7 +274,7 @@ def train_baseline(
 ) -> tuple[Baseline, BaselineReport]:
     """Train the U-Net baseline on `dataset`'s labelled tiles and save it to `out_dir`.
 
-    The tiles, their order and their augmentation come from `training._batches`, exactly as
+    The tiles, their order and their augmentation come from `training.tile_batches`, exactly as
     for the diffusion stages. Loss: monai's soft Dice on softmax outputs. Optimiser: RAdam.
     `out_dir` (None: not saved) is written atomically with `save_baseline`; it must be new,
     empty or an earlier baseline folder (checked before training starts). `class_names`
@@ -283,7 +284,7 @@ def train_baseline(
     from monai.losses import DiceLoss
     from tqdm import tqdm
 
-    from .training import _batches, _random_crop, machine_info
+    from .training import machine_info, random_crop, tile_batches
 
     cfg = BaselineConfig() if cfg is None else cfg
     if not isinstance(cfg, BaselineConfig):
@@ -322,14 +323,14 @@ def train_baseline(
     opt = torch.optim.RAdam(net.parameters(), lr=cfg.lr)
     # Plain torch device placement, not accelerate as in training.py: one network on one
     # device needs nothing more, and the loop stays easy to time.
-    batches = _batches(dataset, cfg.batch_size, cfg.seed, cfg.num_workers)
+    batches = tile_batches(dataset, cfg.batch_size, cfg.seed, cfg.num_workers)
     g = torch.Generator().manual_seed(cfg.seed + 1)  # crop positions
     losses: list[float] = []
     net.train()
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc="unet baseline", unit="step", disable=None)
     for _ in range(cfg.steps):
-        batch = _random_crop(next(batches), crop, g)
+        batch = random_crop(next(batches), crop, g)
         x = batch["image"].to(device)
         y = batch["mask"][:, None].to(device)  # (B, 1, h, w) class ids: DiceLoss one-hots them
         loss = loss_fn(net(x), y)
@@ -519,11 +520,9 @@ def segment_baseline(
         labels[y0:y1] = np.argmax(block, axis=0)
 
     stitch = Stitcher(grid, n, sink)
-    origins = grid.origins()
+    run = TileRun(len(grid), tile_batch, 1)
     with torch.inference_mode():
-        for b0 in range(0, len(origins), tile_batch):
-            batch = origins[b0 : b0 + tile_batch]
-            tiles = np.stack([padded[y : y + t, x : x + t] for y, x in batch])[:, None]
+        for _, batch, tiles in run.batches(grid.origins(), lambda y, x: padded[y : y + t, x : x + t]):
             probs = torch.softmax(net(torch.from_numpy(tiles).to(dev)).float(), dim=1).cpu().numpy()
             for origin, p in zip(batch, probs):
                 stitch.add(origin, p)

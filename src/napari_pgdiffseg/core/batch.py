@@ -1,5 +1,5 @@
 """Segment a list of image files into `<name>_labels.tif` (classes) and `<name>_cells.tif`
-(one id per cell) files plus one CSV row per file.
+(one id per cell) files plus one CSV row per file (one file's job: `core.filejob`).
 
 Shared by the CLI and the napari batch widget. Outputs are written atomically; files whose
 output already exists are skipped unless `overwrite`, so an interrupted batch resumes. A
@@ -14,18 +14,15 @@ import csv
 import io as _io
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from .bundle import Bundle
-from .data import read_image
 from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
-from .io import atomic_write, write_tiff
-from .pipeline import CancelCheck, Progress, SegmentConfig, cancel_check, segment_stack
-from .preprocess import as_planes
-from .summary import InstanceConfig, cell_instances, foreground_classes, instance_dtype, summarize_planes
+from .filejob import cells_path, error_row, output_path, segment_file
+from .io import atomic_write
+from .engine import CancelCheck, Progress, cancel_check
+from .pipeline import SegmentConfig
+from .summary import foreground_classes
 
 CSV_NAME = "pgdiffseg_results.csv"
 _HEAD = ("file", "status", "output", "cells_output", "planes")
@@ -36,53 +33,6 @@ def csv_fields(class_names: Sequence[str]) -> list[str]:
     """CSV columns: file, status, outputs, planes, a pixel fraction and a cell count per class, cost."""
     return [*_HEAD, *(f"fraction_{n}" for n in class_names),
             *(f"{n}_cells" for _, n in foreground_classes(class_names)), *_TAIL]
-
-
-def output_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
-    """`<stem>_labels.tif`: the class of every pixel (written last: its presence means "done")."""
-    return Path(out_dir) / f"{Path(image_path).stem}_labels.tif"
-
-
-def cells_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
-    """`<stem>_cells.tif`: one id per cell (touching cells split), 0 background."""
-    return Path(out_dir) / f"{Path(image_path).stem}_cells.tif"
-
-
-def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig, out_dir: str | os.PathLike,
-                 *, progress: Callable[[int, int, Progress], None] | None = None,
-                 cancel: CancelCheck | None = None, min_area: int | None = None) -> dict:
-    """Segment one file (a frame or a stack of planes), write its labels and cells, return its CSV row.
-
-    min_area: smallest cell kept in `<stem>_cells.tif` and counted, in px (None: the
-    bundle card's instance setting).
-    """
-    image = read_image(path)
-    planes, was_stack = as_planes(image, name=Path(path).name)
-    # Hand segment_stack the frame itself when it is 2D: re-reading a (1, h, 3) plane stack
-    # would take it for an RGB image.
-    results = segment_stack(planes if was_stack else image, bundle, config, progress=progress, cancel=cancel)
-    names = bundle.card.class_names
-    icfg = InstanceConfig.from_dict(bundle.card.instances)
-    if min_area is not None:
-        icfg = replace(icfg, min_area=min_area)
-    cells = [cell_instances(r.labels, p, names, icfg) for r, p in zip(results, planes)]
-    labels = np.stack([r.labels for r in results]) if was_stack else results[0].labels
-    ids = np.stack(cells) if was_stack else cells[0]
-    axes = {"axes": "ZYX" if was_stack else "YX"}
-    # Cells first, labels last: an interrupted run leaves no labels file, so it is redone.
-    cells_out = write_tiff(cells_path(out_dir, path), ids.astype(instance_dtype(int(ids.max()))), metadata=axes)
-    out = write_tiff(output_path(out_dir, path), labels, metadata=axes)
-    row = {
-        "file": str(path), "status": "ok", "output": str(out), "cells_output": str(cells_out),
-        "planes": len(results),
-        **summarize_planes([r.labels for r in results], names, instances=cells),
-        "nfe": results[0].nfe,
-        "seconds": sum(r.seconds for r in results),
-        "noise_ssim": float(np.mean([r.noise_ssim for r in results])),
-        "noise_kld": float(np.mean([r.noise_kld for r in results])),
-        "device": results[0].device,
-    }
-    return row
 
 
 def segment_files(
@@ -154,7 +104,7 @@ def segment_files(
                 except SegmentationCancelled:
                     raise
                 except (PGDiffSegError, OSError, ValueError) as e:
-                    row = {"file": str(paths[i]), "status": f"error: {e}", "output": ""}
+                    row = error_row(paths[i], e)
                 record(i, row)
         elif todo:
             from .distributed import run_distributed  # imports dask.distributed: only when asked

@@ -36,6 +36,8 @@ MODEL_DIRS = ("autoencoder", "ldm_p", "ldm_s")
 SCHEDULER_FILE = "scheduler/scheduler_config.json"
 
 DEFAULT_CLASS_NAMES = ("background", "live", "dead")
+#: What one labelled object of a model is (its card's ``mask_definition``).
+MASK_DEFINITIONS = ("whole cells", "nuclei")
 # Paper Fig. 2: live cells red, dead cells orange; background transparent.
 DEFAULT_COLORS = ((0, 0, 0, 0), (230, 25, 25, 255), (255, 150, 0, 255))
 

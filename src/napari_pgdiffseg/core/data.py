@@ -34,7 +34,7 @@ import torch
 
 from .errors import ConfigError, InputImageError, PGDiffSegError
 from .preprocess import MIN_SIZE, Normalization, check_frame, normalize
-from .tiling import _starts
+from .tiling import tile_origins
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -655,11 +655,6 @@ def _geometric(x, k: int, flip_lr: bool, flip_ud: bool):
 
 
 # --------------------------------------------------------------------------- tiles
-
-
-def tile_origins(length: int, tile: int, stride: int) -> list[int]:
-    """Tile starts along one axis of a (padded) length >= tile; the last is flush at the end."""
-    return _starts(length, tile, stride)
 
 
 def _pad_to(arr: np.ndarray, tile: int) -> np.ndarray:

@@ -7,7 +7,7 @@ cluster of our own: dask schedules, retries and reassigns work when a worker die
   up on it, and keeps it for every task; a worker restarted by its nanny loads it again.
   Tasks run with cores // workers torch threads on a LocalCluster.
 - Each task segments one file (a frame, or a stack of planes kept in one labels file) and
-  writes its labels itself, atomically (`core.io.write_tiff`: temp file, then rename). A
+  writes its labels itself, atomically (`core.filejob`, `core.io.write_tiff`: temp file, then rename). A
   task that dies half-way leaves no output, and a task run twice (its worker died after the
   write) writes the same bytes again: nothing is lost or duplicated.
 - Bad input (`PGDiffSegError`, e.g. an RGB file) is recorded in the file's row at once; it
@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
+from .filejob import error_row, segment_file
 
 # Bundles loaded in this (worker) process: {bundle dir or "" for the shipped one: Bundle}.
 _BUNDLES: dict[str, object] = {}
@@ -82,8 +83,6 @@ def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_ar
     torch_threads is set here, in the task's own thread: OpenMP keeps the thread count per
     thread, so the plugin's setting (made in another thread) does not reach the tasks.
     """
-    from .batch import segment_file
-
     if torch_threads:
         import torch
 
@@ -92,7 +91,7 @@ def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_ar
     try:
         row = segment_file(path, bundle, config, out_dir, min_area=min_area)
     except PGDiffSegError as e:
-        row = {"file": str(path), "status": f"error: {e}", "output": ""}
+        row = error_row(path, e)
     row["worker_pid"] = os.getpid()
     return row
 
@@ -220,5 +219,5 @@ def run_distributed(
                     row = fut.result()
                 else:  # failed twice, or lost with workers too often (KilledWorker)
                     exc = fut.exception()
-                    row = {"file": str(paths[i]), "status": f"error: {type(exc).__name__}: {exc}", "output": ""}
+                    row = error_row(paths[i], exc, with_type=True)
                 on_row(i, row)

@@ -8,7 +8,7 @@ documented, opt-in corrections for the variance that averaging removes (design.m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +18,6 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
 from .errors import ConfigError
 
 STRATEGIES = ("prior", "random", "forward")
-EvalHook = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,6 @@ def invert_to_noise(
     ldm_p: UNet2DModel,
     scheduler: DDIMScheduler,
     steps: int,
-    before_eval: EvalHook | None = None,
 ) -> torch.Tensor:
     """Deterministic DDIM inversion of latents z (B, 3, h, w) with LDM-P in `steps` steps.
 
@@ -128,8 +126,6 @@ def invert_to_noise(
     inverse.set_timesteps(steps)
     x = z
     for t in inverse.timesteps:
-        if before_eval is not None:
-            before_eval()
         eps = ldm_p(x, t.to(x.device)).sample
         x = inverse.step(eps, int(t), x).prev_sample
     return x
@@ -142,11 +138,10 @@ def latent_noise(
     ldm_p: UNet2DModel,
     scheduler: DDIMScheduler,
     generators: Sequence[torch.Generator],
-    before_eval: EvalHook | None = None,
 ) -> torch.Tensor:
     """The 3-channel, latent-shaped noise of the 'prior' or 'forward' strategy (B, 3, h, w)."""
     if config.strategy == "prior":
-        return invert_to_noise(z, ldm_p, scheduler, config.inversion_steps, before_eval)
+        return invert_to_noise(z, ldm_p, scheduler, config.inversion_steps)
     if config.strategy == "forward":
         return forward_diffusion_noise(z, config.forward_t, scheduler, generators)
     raise ConfigError(f"strategy {config.strategy!r} has no latent-shaped noise")

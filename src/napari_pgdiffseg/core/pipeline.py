@@ -7,7 +7,6 @@ blended, stitched labels + agreement + starting noise + noise SSIM/KLD.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -18,18 +17,26 @@ import torch
 from . import metrics
 from .bundle import Bundle
 from .devices import resolve_device
-from .errors import ConfigError, SegmentationCancelled
-from .models import DOWNSAMPLE_FACTOR, encode_latents
-from .noise import NoiseConfig, check_steps, class_noise, latent_noise, tile_generators
+from .engine import (
+    BATCH_INVARIANT_CHOICES,
+    CancelCheck,
+    Progress,
+    ProgressCallback,
+    TileRun,
+    cancel_check,
+    diffusion_networks,
+    starting_noise,
+)
+from .errors import ConfigError
+from .models import DOWNSAMPLE_FACTOR
+from .noise import NoiseConfig, check_steps
 from .preprocess import as_planes, check_frame, rescale_frame
 from .source import FrameSource
 from .sampling import ddim_sample, resolve_votes, vote_counts
 from .tiling import ArraySink, Stitcher, TileGrid
 
-# Streams of the per-tile random generators: sample s uses stream s; 10_000 + s for the
-# fresh noise that `mix` adds, so changing `mix` does not change the random baseline.
-_MIX_STREAM = 10_000
-BATCH_INVARIANT_CHOICES = ("auto", "on", "off")
+__all__ = ["BATCH_INVARIANT_CHOICES", "CancelCheck", "Progress", "SegmentConfig", "SegmentationResult",
+           "cancel_check", "compute_noise", "segment", "segment_stack"]
 
 
 @dataclass(frozen=True)
@@ -116,16 +123,6 @@ SETTINGS_HELP = {
 }
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Where a run stands; sent to the progress callback after each network evaluation."""
-
-    tiles_done: int
-    tiles_total: int
-    evals_done: int  # network calls on tile batches so far
-    evals_total: int
-
-
 @dataclass
 class SegmentationResult:
     """What `segment` returns for one frame.
@@ -165,78 +162,6 @@ class SegmentationResult:
         return {name: float(c) / total for name, c in zip(self.class_names, counts)}
 
 
-ProgressCallback = Callable[[Progress], None]
-CancelCheck = Callable[[], bool] | threading.Event
-
-
-def cancel_check(cancel: CancelCheck | None) -> Callable[[], bool]:
-    """A callable that says whether to stop, from None, a callable or a threading.Event."""
-    if cancel is None:
-        return lambda: False
-    if isinstance(cancel, threading.Event):
-        return cancel.is_set
-    return cancel
-
-
-class _Run:
-    """State of one `segment` call: evaluation counters, progress and cancel."""
-
-    def __init__(self, bundle: Bundle, config: SegmentConfig, grid: TileGrid,
-                 progress: ProgressCallback | None, cancel: Callable[[], bool]):
-        self.bundle, self.config, self.grid = bundle, config, grid
-        self.progress, self.cancel = progress, cancel
-        n_batches = -(-len(grid) // config.tile_batch)
-        inv = config.inversion_steps if config.strategy == "prior" else 0
-        self.evals_total = n_batches * (inv + config.sampling_steps)
-        self.evals_done = 0
-        self.tiles_done = 0
-        self.inversion_evals = 0  # over all tile batches, counted by the wrapped U-Nets
-        self.sampling_evals = 0
-
-    def counted(self, model, kind: str):
-        """Wrap a U-Net: check for cancel before each call, count and report after it."""
-
-        def call(sample, timestep):
-            if self.cancel():
-                raise SegmentationCancelled("segmentation cancelled")
-            out = model(sample, timestep)
-            self.evals_done += 1
-            if kind == "inversion":
-                self.inversion_evals += 1
-            else:
-                self.sampling_evals += 1
-            self.report()
-            return out
-
-        return call
-
-    def report(self) -> None:
-        if self.progress is not None:
-            self.progress(Progress(self.tiles_done, len(self.grid), self.evals_done, self.evals_total))
-
-
-def _one_tile_at_a_time(fn):
-    """fn(x, *args) evaluated on each tile of the batch x alone, results concatenated.
-
-    CPU kernels (oneDNN convolutions, MKL linear layers) choose their blocking from the
-    batch size, so a tile's output differs by ~1e-6 between batch sizes; evaluated alone,
-    a tile always goes through the same kernels. A per-tile timestep tensor is split too.
-    """
-
-    def call(x, *args):
-        outs = []
-        for i in range(x.shape[0]):
-            a = [v[i : i + 1] if torch.is_tensor(v) and v.ndim and v.shape[0] == x.shape[0] else v for v in args]
-            # A copy, not a view: oneDNN kernels can round differently for inputs at another
-            # memory alignment, and a view of tile i starts i tiles into the batch.
-            outs.append(fn(x[i : i + 1].clone(), *a))
-        if hasattr(outs[0], "sample"):  # diffusers' UNet2DOutput
-            return type(outs[0])(sample=torch.cat([o.sample for o in outs]))
-        return torch.cat(outs)
-
-    return call
-
-
 def _output(out, shape: tuple[int, int], dtype, name: str):
     """A new zeroed array, or the caller's `out` after checking its shape and dtype."""
     if out is None:
@@ -247,11 +172,6 @@ def _output(out, shape: tuple[int, int], dtype, name: str):
             f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', None)}"
         )
     return out
-
-
-def batch_invariant_on(config: SegmentConfig, device: torch.device) -> bool:
-    """Whether `config` runs the networks one tile at a time on `device`."""
-    return config.batch_invariant == "on" or (config.batch_invariant == "auto" and device.type == "cpu")
 
 
 def segment(
@@ -316,18 +236,16 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
     config.validate(bundle.num_train_timesteps, card.tile_size)
     source = FrameSource(image, card.normalization)
     device = resolve_device(config.device)
-    bundle.to(device)
     t0 = time.perf_counter()
     n = bundle.n_classes
     k = config.ensemble
     grid = TileGrid(source.shape[0], source.shape[1], card.tile_size, config.overlap, DOWNSAMPLE_FACTOR)
     lgrid = grid.scaled(DOWNSAMPLE_FACTOR)
-    run = _Run(bundle, config, grid, progress, cancel_check(cancel))
-    scheduler = bundle.make_scheduler()
     noise_cfg = config.noise
-    net_p, net_s, encode = bundle.ldm_p, bundle.ldm_s, lambda x: encode_latents(bundle.autoencoder, x)
-    if batch_invariant_on(config, device):
-        net_p, net_s, encode = (_one_tile_at_a_time(f) for f in (net_p, net_s, encode))
+    inversion = config.inversion_steps if noise_cfg.strategy == "prior" else 0
+    run = TileRun(len(grid), config.tile_batch, inversion + config.sampling_steps, progress, cancel)
+    scheduler = bundle.make_scheduler()
+    encode, net_p, net_s = diffusion_networks(bundle, device, config.batch_invariant)
     ldm_p, ldm_s = run.counted(net_p, "inversion"), run.counted(net_s, "sampling")
 
     H, W = source.shape
@@ -351,25 +269,13 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
     noise_stitch = Stitcher(lgrid, n, noise_sink)
     ssims, klds, stds = [], [], []
     metric_seconds = 0.0
-
-    origins = grid.origins()
     t = grid.tile
-    run.report()
-    for b0 in range(0, len(origins), config.tile_batch):
-        batch = origins[b0 : b0 + config.tile_batch]
-        ids = list(range(b0, b0 + len(batch)))
-        tiles = np.stack([source.tile(y, x, t) for y, x in batch])[:, None]
-        x_in = torch.from_numpy(tiles).to(device)
-        z = encode(x_in)
-        eps = None
-        if noise_cfg.strategy == "prior":  # deterministic: one inversion for all k samples
-            eps = latent_noise(z, noise_cfg, ldm_p, scheduler, [])
-        starts = []
-        for s in range(k):
-            if noise_cfg.strategy == "forward":
-                eps = latent_noise(z, noise_cfg, net_p, scheduler, tile_generators(config.seed, ids, s))
-            gens = tile_generators(config.seed, ids, s if noise_cfg.strategy == "random" else _MIX_STREAM + s)
-            starts.append(class_noise(eps, noise_cfg, n, gens, z.shape[2:]).to(device, z.dtype))
+    for ids, batch, tiles in run.batches(grid.origins(), lambda y, x: source.tile(y, x, t)):
+        z = encode(torch.from_numpy(tiles).to(device))
+        starts, prior = [], None
+        for s in range(k):  # the prior is inverted once and shared by the k samples
+            start, prior = starting_noise(z, noise_cfg, n, config.seed, ids, s, ldm_p, scheduler, prior)
+            starts.append(start)
         noise = torch.cat(starts)  # sample-major: (k * B, n, h, w)
         x0 = ddim_sample(ldm_s, scheduler, noise, z.repeat(k, 1, 1, 1), config.sampling_steps)
         up = torch.nn.functional.interpolate(x0.float(), size=(t, t), mode="bilinear", align_corners=False)
@@ -386,14 +292,11 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
                 ssims.append(metrics.noise_ssim(noise0[i], tiles[i, 0]))
                 klds.append(metrics.noise_kld(noise0[i]))
                 metric_seconds += time.perf_counter() - tm
-        run.tiles_done += len(batch)
-        run.report()
     stitch.finish()
     noise_stitch.finish()
-    n_batches = -(-len(origins) // config.tile_batch)
     # NFE per tile from what the loops actually ran: inversion once per tile, sampling
     # evaluates k samples of each tile per call.
-    nfe = (run.inversion_evals + k * run.sampling_evals) // n_batches
+    nfe = (run.evals["inversion"] + k * run.evals["sampling"]) // run.n_batches
     return SegmentationResult(
         labels=labels,
         agreement=agreement,
@@ -402,7 +305,7 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
         noise_ssim=float(np.mean(ssims)) if ssims else float("nan"),
         noise_kld=float(np.mean(klds)) if klds else float("nan"),
         nfe=nfe,
-        n_tiles=len(origins),
+        n_tiles=len(grid),
         seconds=time.perf_counter() - t0,
         device=str(device),
         class_names=tuple(card.class_names),
@@ -443,8 +346,8 @@ def compute_noise(
     device: str = "auto",
     tile_batch: int = 4,
     batch_invariant: str = "auto",
-    progress: Callable[[int, int], None] | None = None,
-    cancel: Callable[[], bool] | threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck | None = None,
 ) -> np.ndarray:
     """The (n, ceil(h/4), ceil(w/4)) starting noise that LDM-S would get for `image`.
 
@@ -455,12 +358,11 @@ def compute_noise(
     encoder, the strategy's latent noise, channel averaging and repeat (Algorithm 1).
     An image larger than one tile is cropped, centred, to whole tiles first.
 
-    progress(done, total) is called after every network evaluation (the prior's inversion
-    steps) and every tile batch; cancel is checked before each evaluation and each batch
-    and raises SegmentationCancelled.
+    progress gets a `Progress` after every network evaluation (the encoder, the prior's
+    inversion steps) and every tile batch; cancel is checked before each evaluation and
+    each batch and raises SegmentationCancelled.
     """
     noise.validate(bundle.num_train_timesteps)
-    cancelled = cancel_check(cancel)
     if bundle.card.input_scale != 1.0:  # the noise of the frame at the model's pixel size
         image = rescale_frame(check_frame(image), bundle.card.input_scale)
     source = FrameSource(image, bundle.card.normalization)
@@ -471,52 +373,23 @@ def compute_noise(
     ch, cw = (H // t * t if H > t else H), (W // t * t if W > t else W)
     y0, x0 = (H - ch) // 2, (W - cw) // 2
     grid = TileGrid(ch, cw, t, 0, DOWNSAMPLE_FACTOR)
-    origins = grid.origins()
     dev = resolve_device(device)
-    bundle.to(dev)
-    net_p, encode = bundle.ldm_p, lambda x: encode_latents(bundle.autoencoder, x)
-    if batch_invariant_on(SegmentConfig(batch_invariant=batch_invariant), dev):
-        net_p, encode = _one_tile_at_a_time(net_p), _one_tile_at_a_time(encode)
+    # Progress counts the encoder too, so a strategy without a network still reports per batch.
+    run = TileRun(len(grid), tile_batch, 1 + (noise.inversion_steps if noise.strategy == "prior" else 0),
+                  progress, cancel)
+    encode, net_p, _ = diffusion_networks(bundle, dev, batch_invariant)
+    encode, ldm_p = run.counted(encode, "encode"), run.counted(net_p, "inversion")
     scheduler = bundle.make_scheduler()
     n = bundle.n_classes
     lh, lw = -(-grid.padded_shape[0] // DOWNSAMPLE_FACTOR), -(-grid.padded_shape[1] // DOWNSAMPLE_FACTOR)
     out = np.zeros((n, lh, lw), np.float32)
-    n_batches = -(-len(origins) // tile_batch)
-    per_batch = noise.inversion_steps if noise.strategy == "prior" else 0
-    total = n_batches * (per_batch + 1)
-    done = 0
-
-    def ldm_p(sample, timestep):  # counts evaluations and checks cancel, like `segment`
-        nonlocal done
-        if cancelled():
-            raise SegmentationCancelled("cancelled")
-        result = net_p(sample, timestep)
-        done += 1
-        if progress is not None:
-            progress(done, total)
-        return result
-
-    for b0 in range(0, len(origins), tile_batch):
-        if cancelled():
-            raise SegmentationCancelled("cancelled")
-        batch = origins[b0 : b0 + tile_batch]
-        ids = list(range(b0, b0 + len(batch)))
-        tiles = np.stack([source.tile(y0 + y, x0 + x, t) for y, x in batch])[:, None]
+    for ids, batch, tiles in run.batches(grid.origins(), lambda y, x: source.tile(y0 + y, x0 + x, t)):
         z = encode(torch.from_numpy(tiles).to(dev))
-        eps = None
-        if noise.strategy == "prior":
-            eps = latent_noise(z, noise, ldm_p, scheduler, [])
-        elif noise.strategy == "forward":
-            eps = latent_noise(z, noise, net_p, scheduler, tile_generators(seed, ids, 0))
-        stream = 0 if noise.strategy == "random" else _MIX_STREAM
-        start = class_noise(eps, noise, n, tile_generators(seed, ids, stream), z.shape[2:])
+        start, _ = starting_noise(z, noise, n, seed, ids, 0, ldm_p, scheduler)
         start = start.float().cpu().numpy()
         for i, (y, x) in enumerate(batch):
             ly, lx = y // DOWNSAMPLE_FACTOR, x // DOWNSAMPLE_FACTOR
             out[:, ly : ly + start.shape[2], lx : lx + start.shape[3]] = start[i]
-        done = (b0 // tile_batch + 1) * (per_batch + 1)
-        if progress is not None:
-            progress(done, total)
     return out[:, : -(-ch // DOWNSAMPLE_FACTOR), : -(-cw // DOWNSAMPLE_FACTOR)]
 
 

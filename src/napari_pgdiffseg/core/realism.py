@@ -234,7 +234,7 @@ def realism_scores(real_tiles, synthetic_tiles, seed: int = 0, *,
 # --------------------------------------------------------------------------- tiles
 
 
-def _starts(length: int, tile: int) -> list[int]:
+def _even_starts(length: int, tile: int) -> list[int]:
     """Evenly spaced tile starts that cover [0, length) with the fewest tiles."""
     if length <= tile:
         return [0]
@@ -254,7 +254,7 @@ def frame_tiles(frame, tile: int = 256, normalization: Normalization | None = No
     h, w = f.shape
     if h < tile or w < tile:
         raise ConfigError(f"frame {h}x{w} is smaller than the tile size {tile}")
-    return np.stack([f[y:y + tile, x:x + tile] for y in _starts(h, tile) for x in _starts(w, tile)])
+    return np.stack([f[y:y + tile, x:x + tile] for y in _even_starts(h, tile) for x in _even_starts(w, tile)])
 
 
 def read_frame(path: str | os.PathLike) -> np.ndarray:

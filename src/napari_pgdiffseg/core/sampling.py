@@ -1,12 +1,10 @@
 """LDM-S DDIM sampling (paper eq. 5) from a given starting noise, and majority voting.
 
-Masks live in latent space as one-hot maps scaled to [-1, 1] (background channel 0);
-`labels_from_scores` is the argmax back to class labels.
+Masks live in latent space as one-hot maps scaled to [-1, 1] (background channel 0); the
+labels are the per-pixel majority vote over samples (`resolve_votes`; the argmax for one).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,7 +31,6 @@ def ddim_sample(
     noise: torch.Tensor,
     z: torch.Tensor | None,
     steps: int,
-    before_eval: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Deterministic DDIM sampling of mask latents conditioned on image latents.
 
@@ -46,17 +43,10 @@ def ddim_sample(
     scheduler.set_timesteps(steps)
     x = noise
     for t in scheduler.timesteps:
-        if before_eval is not None:
-            before_eval()
         inp = x if z is None else torch.cat([x, z], dim=1)
         out = ldm_s(inp, t.to(x.device)).sample
         x = scheduler.step(out, int(t), x, eta=0.0).prev_sample
     return x
-
-
-def labels_from_scores(scores: np.ndarray) -> np.ndarray:
-    """Argmax over the class axis (axis 0 for (n, ...)) as uint8 labels."""
-    return np.argmax(scores, axis=0).astype(np.uint8)
 
 
 def vote_counts(sample_labels: np.ndarray, n_classes: int) -> np.ndarray:

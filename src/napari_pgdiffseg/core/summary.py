@@ -62,7 +62,7 @@ def summarize_planes(planes: Sequence[np.ndarray], class_names: Sequence[str], m
 
     Cells are counted in `instances` (the `cell_instances` of each plane, so the counts
     match the `<stem>_cells.tif` ids) when given, else as connected regions of at least
-    `min_area` px. The combination `core.batch.segment_file` writes into its CSV row.
+    `min_area` px. The combination `core.filejob.segment_file` writes into its CSV row.
     """
     names = tuple(class_names)
     fractions = np.zeros(len(names))
@@ -125,6 +125,13 @@ class InstanceConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        """One line for tables and logs, e.g. 'watershed (min_distance 5, smooth 3, min_area 150)'."""
+        if self.method == "components":
+            return f"components (min_area {self.min_area})"
+        marks = f"h {self.h:g}" if self.h > 0 else f"min_distance {self.min_distance}"
+        return f"watershed ({marks}, smooth {self.smooth:g}, min_area {self.min_area})"
 
 
 def cell_instances(labels: np.ndarray, phase: np.ndarray | None, class_names: Sequence[str],

@@ -529,37 +529,3 @@ def write_dataset(
         write_tiff(mask_dir / name, labels, compression=None)
         paths.append(img_dir / name)
     return paths
-
-
-#: The synthetic generators a training run can draw from: this module's whole-cell live/dead
-#: frames ("classic", the synthetic-demo model's), and those of `synthetic_real` made to look
-#: like real SLIM frames (nuclei live/dead) and holographic phase (whole cells).
-SYNTHETIC_KINDS = ("classic", "slim", "holo")
-
-
-def make_synthetic(kind: str, n_frames: int, seed: int, config=None, *, shape: tuple[int, int] = (256, 256),
-                   n_classes: int = 3) -> tuple[np.ndarray, np.ndarray, object]:
-    """(images, labels, config) of `n_frames` frames of generator `kind` (`SYNTHETIC_KINDS`).
-
-    config: the generator's own config (None: its defaults at `shape`). Raises ConfigError
-    when the generator's labels do not fit `n_classes` classes.
-    """
-    from dataclasses import replace
-
-    if kind == "classic":
-        cfg = config if config is not None else SyntheticConfig(shape=shape)
-        cfg = replace(cfg, shape=shape) if cfg.shape != tuple(shape) else cfg
-        images, labels = make_dataset(n_frames, seed, cfg)
-    elif kind in ("slim", "holo"):
-        from . import synthetic_real
-
-        cls, make = ((synthetic_real.SlimConfig, synthetic_real.make_slim_dataset) if kind == "slim"
-                     else (synthetic_real.HoloConfig, synthetic_real.make_holo_dataset))
-        cfg = config if config is not None else cls(shape=tuple(shape))
-        images, labels = make(n_frames, seed, cfg)
-    else:
-        raise ConfigError(f"unknown synthetic generator {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}")
-    if labels.size and int(labels.max()) >= n_classes:
-        raise ConfigError(f"the {kind} generator's labels reach class {int(labels.max())}, but the model has "
-                          f"{n_classes} classes; use a generator config without that class")
-    return images, labels, cfg

@@ -24,7 +24,8 @@ def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-def _starts(length: int, tile: int, stride: int) -> list[int]:
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    """Tile starts along one axis of a (padded) length >= tile; the last is flush at the end."""
     if length <= tile:
         return [0]
     starts = list(range(0, length - tile, stride))
@@ -70,11 +71,11 @@ class TileGrid:
 
     @property
     def rows(self) -> list[int]:
-        return _starts(self.padded_shape[0], self.tile, self.stride)
+        return tile_origins(self.padded_shape[0], self.tile, self.stride)
 
     @property
     def cols(self) -> list[int]:
-        return _starts(self.padded_shape[1], self.tile, self.stride)
+        return tile_origins(self.padded_shape[1], self.tile, self.stride)
 
     def origins(self) -> list[tuple[int, int]]:
         """Tile origins (y, x) in row-major order (the order `Stitcher` needs)."""

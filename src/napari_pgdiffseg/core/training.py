@@ -32,6 +32,10 @@ from .models import encode_latents, get_preset
 from .sampling import mask_to_latent
 
 STAGES = ("autoencoder", "ldm_p", "ldm_s")
+#: What LDM-S predicts: epsilon (the paper's eq. 6) or the clean sample x0.
+PREDICTION_TYPES = ("epsilon", "sample")
+#: accelerate's mixed-precision modes.
+MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
 @dataclass
@@ -74,8 +78,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         get_preset(self.preset)
-        if self.prediction_type not in ("epsilon", "sample"):
-            raise ConfigError(f"prediction_type must be 'epsilon' or 'sample', got {self.prediction_type!r}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, "
+                              f"got {self.prediction_type!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
+                              f"got {self.mixed_precision!r}")
         for name in STAGES:
             getattr(self, name).validate(name)
         if self.checkpoint_every < 1:
@@ -122,7 +130,7 @@ def _accelerator(cfg: TrainConfig):
     )
 
 
-def _batches(dataset: TileDataset, batch_size: int, seed: int, num_workers: int) -> Iterator[dict]:
+def tile_batches(dataset: TileDataset, batch_size: int, seed: int, num_workers: int) -> Iterator[dict]:
     """Endless shuffled batches; each epoch reseeds the dataset's augmentation."""
     g = torch.Generator().manual_seed(seed)
     epoch = 0
@@ -136,7 +144,9 @@ def _batches(dataset: TileDataset, batch_size: int, seed: int, num_workers: int)
         epoch += 1
 
 
-def _random_crop(batch: dict, size: int, g: torch.Generator) -> dict:
+def random_crop(batch: dict, size: int, g: torch.Generator) -> dict:
+    """The same random `size` px window of every image (and mask) of the batch, at a multiple
+    of 4 px (the autoencoder's factor), so the latent grid stays aligned."""
     img = batch["image"]
     h, w = img.shape[-2:]
     if size >= h and size >= w:
@@ -223,12 +233,12 @@ def _fit(
     # what a single-process run draws, so one process reproduces earlier bundles.
     rank_seed = _RANK_SEED * accelerator.process_index
     g = torch.Generator().manual_seed(cfg.seed + 1000 * (STAGES.index(stage) + 1) + step + rank_seed)
-    batches = _batches(dataset, scfg.batch_size, cfg.seed + step + rank_seed, cfg.num_workers)
+    batches = tile_batches(dataset, scfg.batch_size, cfg.seed + step + rank_seed, cfg.num_workers)
     t0 = time.perf_counter()
     bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step",
                disable=None if accelerator.is_main_process else True)
     while step < scfg.steps:
-        batch = _random_crop(next(batches), scfg.crop, g)
+        batch = random_crop(next(batches), scfg.crop, g)
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with accelerator.accumulate(model):
             loss = loss_fn(model, batch, g)
@@ -479,7 +489,7 @@ def build_training_data(
     Frames come from image folders (`data.read_frames`; `masks`: a separate mask folder per
     data folder, masks optional), from an already-read `frames` set (e.g. one fold's
     training frames), and from `synthetic_frames` synthetic frames with masks of
-    `synthetic_kind` (`synthetic.SYNTHETIC_KINDS`). input_scale: the model's pixels per
+    `synthetic_kind` (`generators.SYNTHETIC_KINDS`). input_scale: the model's pixels per
     frame pixel (the card's `input_scale`): every frame and mask is resized by it first, as
     `segment` resizes frames, and synthetic frames are made at tile_size / input_scale so
     that their cells keep the real frames' pixel size. normalization: the card's
@@ -491,7 +501,7 @@ def build_training_data(
 
     input_scale = check_input_scale(input_scale)
     from .data import Augment, read_frames
-    from .synthetic import make_synthetic
+    from .generators import make_synthetic
 
     augment = Augment() if augment is None else augment
     images, masks_, names = [], [], []

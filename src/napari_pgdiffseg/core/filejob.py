@@ -1,0 +1,80 @@
+"""One file's job: read it, segment it (a frame or a stack of planes), write
+`<stem>_labels.tif` and `<stem>_cells.tif` atomically, and return its results row.
+
+Used by `core.batch` (files one after another here) and `core.distributed` (one Dask task
+per file); the row and the error row are built only here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Bundle
+from .data import read_image
+from .io import write_tiff
+from .engine import CancelCheck, Progress
+from .pipeline import SegmentConfig, segment_stack
+from .preprocess import as_planes
+from .summary import InstanceConfig, cell_instances, instance_dtype, summarize_planes
+
+
+def output_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
+    """`<stem>_labels.tif`: the class of every pixel (written last: its presence means "done")."""
+    return Path(out_dir) / f"{Path(image_path).stem}_labels.tif"
+
+
+def cells_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
+    """`<stem>_cells.tif`: one id per cell (touching cells split), 0 background."""
+    return Path(out_dir) / f"{Path(image_path).stem}_cells.tif"
+
+
+def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig, out_dir: str | os.PathLike,
+                 *, progress: Callable[[int, int, Progress], None] | None = None,
+                 cancel: CancelCheck | None = None, min_area: int | None = None) -> dict:
+    """Segment one file (a frame or a stack of planes), write its labels and cells, return its CSV row.
+
+    min_area: smallest cell kept in `<stem>_cells.tif` and counted, in px (None: the
+    bundle card's instance setting).
+    """
+    image = read_image(path)
+    planes, was_stack = as_planes(image, name=Path(path).name)
+    # Hand segment_stack the frame itself when it is 2D: re-reading a (1, h, 3) plane stack
+    # would take it for an RGB image.
+    results = segment_stack(planes if was_stack else image, bundle, config, progress=progress, cancel=cancel)
+    names = bundle.card.class_names
+    icfg = InstanceConfig.from_dict(bundle.card.instances)
+    if min_area is not None:
+        icfg = replace(icfg, min_area=min_area)
+    cells = [cell_instances(r.labels, p, names, icfg) for r, p in zip(results, planes)]
+    labels = np.stack([r.labels for r in results]) if was_stack else results[0].labels
+    ids = np.stack(cells) if was_stack else cells[0]
+    axes = {"axes": "ZYX" if was_stack else "YX"}
+    # Cells first, labels last: an interrupted run leaves no labels file, so it is redone.
+    cells_out = write_tiff(cells_path(out_dir, path), ids.astype(instance_dtype(int(ids.max()))), metadata=axes)
+    out = write_tiff(output_path(out_dir, path), labels, metadata=axes)
+    row = {
+        "file": str(path), "status": "ok", "output": str(out), "cells_output": str(cells_out),
+        "planes": len(results),
+        **summarize_planes([r.labels for r in results], names, instances=cells),
+        "nfe": results[0].nfe,
+        "seconds": sum(r.seconds for r in results),
+        "noise_ssim": float(np.mean([r.noise_ssim for r in results])),
+        "noise_kld": float(np.mean([r.noise_kld for r in results])),
+        "device": results[0].device,
+    }
+    return row
+
+
+def error_row(path: str | os.PathLike, error: BaseException | str, *, with_type: bool = False) -> dict:
+    """The results row of a file that could not be segmented.
+
+    with_type: prefix the exception's class name (for unexpected errors, e.g. a Dask
+    worker's `KilledWorker`, where the message alone says little).
+    """
+    text = f"{type(error).__name__}: {error}" if with_type and isinstance(error, BaseException) else str(error)
+    return {"file": str(path), "status": f"error: {text}", "output": ""}
