@@ -17,8 +17,8 @@ def isolated_settings(tmp_path, monkeypatch):
 @pytest.fixture
 def errors(monkeypatch):
     """Messages passed to show_error by the widgets (instead of notifications)."""
-    from napari_pgdiffseg._widgets import _common
+    from napari_pgdiffseg._widgets import _jobs
 
     seen: list[str] = []
-    monkeypatch.setattr(_common, "show_error", lambda msg: seen.append(str(msg)))
+    monkeypatch.setattr(_jobs, "show_error", lambda msg: seen.append(str(msg)))
     return seen

@@ -18,8 +18,9 @@ from ..core.batch import CSV_NAME, segment_files
 from ..core.distributed import parse_scheduler
 from ..core.errors import ConfigError
 from ..core.pipeline import Progress, SegmentConfig
-from . import _common
-from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
+from . import _jobs, _settings
+from ._jobs import Job, JobControls, ProgressBars, Throttle
+from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 
 DEFAULT_PATTERN = "*.tif; *.tiff; *.png"
 
@@ -90,7 +91,7 @@ class BatchWidget(JobControls, Container):
         self.job: Job | None = None
         self.bars: ProgressBars | None = None
         self.rows: list[dict] = []
-        self._load_bundle = _common.BundleLoader()
+        self._load_bundle = _settings.BundleLoader()
 
         self.input_dir = FileEdit(label="input folder", mode="d", tooltip=tooltip("input_dir"))
         self.pattern = LineEdit(label="files", tooltip=tooltip("pattern"))
@@ -104,7 +105,7 @@ class BatchWidget(JobControls, Container):
         self.defaults_button = PushButton(text="Restore defaults", tooltip=tooltip("restore_defaults"))
         buttons = Container(widgets=[self.run_button, self.cancel_button, self.defaults_button],
                             layout="horizontal", labels=False, label="")
-        self.status = _common.text_label(label="")
+        self.status = _settings.text_label(label="")
         self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.scheduler, self.workers,
                      self.settings, buttons, self.status])
         self.persist = PersistedFields(
@@ -156,7 +157,7 @@ class BatchWidget(JobControls, Container):
         inp = Path(self.input_dir.line_edit.value.strip()).expanduser()
         paths = find_files(inp, self.pattern.value)
         if not paths:
-            _common.show_error(f"no file in {inp} matches {self.pattern.value!r}")
+            _jobs.show_error(f"no file in {inp} matches {self.pattern.value!r}")
             return
         req = BatchRequest(tuple(paths), self.out_dir(), self.settings.bundle_dir(), self.settings.config(),
                            self.overwrite.value, scheduler=self.scheduler.value.strip() or None,
@@ -192,7 +193,7 @@ class BatchWidget(JobControls, Container):
             if reason.startswith(first["file"] + ": "):  # reader errors name the path already
                 reason = reason[len(first["file"]) + 2:]
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            _common.show_error(f"{Path(first['file']).name}: {reason}{more}; "
+            _jobs.show_error(f"{Path(first['file']).name}: {reason}{more}; "
                                f"{len(failed)} of {len(rows)} files failed, see {self._out / CSV_NAME}")
 
     def _on_cancelled(self) -> None:

@@ -22,8 +22,9 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 from ..core import metrics
 from ..core.errors import InputImageError
 from ..core.noise import NoiseConfig
-from . import _common
-from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
+from . import _jobs, _settings, _viewer
+from ._jobs import Job, JobControls, ProgressBars, Throttle
+from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ..core.pipeline import centre_crop_box, compute_noise
 from ._layers import image_layer, latent_geometry
 
@@ -170,9 +171,9 @@ class InspectorWidget(JobControls, Container):
         self.bars: ProgressBars | None = None
         self.outcome: InspectOutcome | None = None
         self._request: InspectRequest | None = None
-        self._load_bundle = _common.BundleLoader()
+        self._load_bundle = _settings.BundleLoader()
 
-        self.image = ComboBox(label="image", choices=_common.layer_choices(napari_viewer, [Image]),
+        self.image = ComboBox(label="image", choices=_viewer.layer_choices(napari_viewer, [Image]),
                               tooltip=tooltip("image"))
         self.region = ComboBox(label="region", choices=list(REGIONS), tooltip=tooltip("region"))
         self.settings = SettingsWidget("inspector", sampling=False)
@@ -185,7 +186,7 @@ class InspectorWidget(JobControls, Container):
         self.layers_button = PushButton(text="Add noise layers", tooltip=tooltip("show_layers"), enabled=False)
         buttons = Container(widgets=[self.compute_button, self.cancel_button, self.layers_button],
                             layout="horizontal", labels=False, label="")
-        self.status = _common.text_label(label="")
+        self.status = _settings.text_label(label="")
         self.extend([self.image, self.region, self.settings, ticks, buttons, self.status])
 
         self.table = _make_table()
@@ -205,7 +206,7 @@ class InspectorWidget(JobControls, Container):
         self.image.changed.connect(self._update_state)
         for w in self.strategy_boxes.values():
             w.changed.connect(self._update_state)
-        _common.follow_layers(napari_viewer, self.native, self._layers_changed)
+        _viewer.follow_layers(napari_viewer, self.native, self._layers_changed)
         self._update_state()
 
     def _layers_changed(self, *_):
@@ -277,7 +278,7 @@ class InspectorWidget(JobControls, Container):
         try:
             req = self.request()
         except InputImageError as e:
-            _common.notify_error(e)
+            _jobs.notify_error(e)
             return
         self._request = req
         self._start(InspectorRunner(req, self._load_bundle), ProgressBars("noise", len(req.strategies), "strategies"),
@@ -326,7 +327,7 @@ class InspectorWidget(JobControls, Container):
                 image_layer(row.edges.astype(np.uint8), f"{req.name} noise edges [{row.strategy}]", scale,
                             translate, meta, colormap="cyan", blending="additive", contrast_limits=(0, 1)),
             ]
-            added += _common.replace_layers(self.viewer, layers, INSPECTOR_TAG, tag)
+            added += _viewer.replace_layers(self.viewer, layers, INSPECTOR_TAG, tag)
         return added
 
     def _on_cancelled(self) -> None:

@@ -1,6 +1,6 @@
 """napari layer data (data, kwargs, type) for segmentation results: names, colours, geometry.
 
-No Qt here: the tuples are added to a viewer by the widgets (`_common.replace_layers`) and
+No Qt here: the tuples are added to a viewer by the widgets (`_viewer.replace_layers`) and
 returned as they are by the sample data.
 """
 

@@ -20,8 +20,9 @@ from ..core.errors import InputImageError
 from ..core.metrics import noise_edges
 from ..core.pipeline import Progress, SegmentConfig, segment_stack
 from ..core.summary import InstanceConfig, cell_instances, foreground_classes, summarize_planes
-from . import _common
-from ._common import Job, JobControls, PersistedFields, ProgressBars, SettingsStore, SettingsWidget, Throttle, tooltip
+from . import _jobs, _settings, _viewer
+from ._jobs import Job, JobControls, ProgressBars, Throttle
+from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
 
 LABEL_OUTPUTS = (("class labels", "classes"), ("one id per cell", "cells"), ("both", "both"))
@@ -165,9 +166,9 @@ class SegmentWidget(JobControls, Container):
         self.use_thread = use_thread
         self.job: Job | None = None
         self.bars: ProgressBars | None = None
-        self._load_bundle = _common.BundleLoader()
+        self._load_bundle = _settings.BundleLoader()
 
-        self.image = ComboBox(label="image", choices=_common.layer_choices(napari_viewer, [Image]),
+        self.image = ComboBox(label="image", choices=_viewer.layer_choices(napari_viewer, [Image]),
                               tooltip=tooltip("image"))
         self.settings = SettingsWidget("segment")
         self.labels_output = ComboBox(label="labels", choices=list(LABEL_OUTPUTS), tooltip=tooltip("labels_output"))
@@ -185,8 +186,8 @@ class SegmentWidget(JobControls, Container):
         buttons = Container(widgets=[self.run_button, self.cancel_button, self.defaults_button],
                             layout="horizontal", labels=False, label="")
         buttons.margins = (0, 0, 0, 0)
-        self.status = _common.text_label(label="")
-        self.summary = _common.text_label(label="summary")
+        self.status = _settings.text_label(label="")
+        self.summary = _settings.text_label(label="summary")
         self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
                      buttons, self.status, self.summary])
 
@@ -203,7 +204,7 @@ class SegmentWidget(JobControls, Container):
         self.defaults_button.changed.connect(self.restore_defaults)
         self.settings.validity.connect(self._update_state)
         self.image.changed.connect(self._update_state)
-        _common.follow_layers(napari_viewer, self.native, self._layers_changed)
+        _viewer.follow_layers(napari_viewer, self.native, self._layers_changed)
         self._update_state()
 
     # -- state
@@ -242,7 +243,7 @@ class SegmentWidget(JobControls, Container):
         try:
             req = self.request()
         except InputImageError as e:
-            _common.notify_error(e)
+            _jobs.notify_error(e)
             return
         n_planes = int(np.prod(np.shape(req.image)[:-2], dtype=int))
         self.summary.value = ""
@@ -258,7 +259,7 @@ class SegmentWidget(JobControls, Container):
         bars.set_outer(p.plane, f"plane {p.plane + 1}/{p.n_planes}")
 
     def _on_result(self, outcome: SegmentOutcome) -> None:
-        _common.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, outcome.source)
+        _viewer.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, outcome.source)
         self.summary.value = outcome.text
         self.last_outcome = outcome
 

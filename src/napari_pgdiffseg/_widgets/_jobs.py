@@ -1,0 +1,240 @@
+"""Running a widget's work in the background: a napari thread worker with progress bars,
+Cancel, and errors as one-line notifications (`Job`); the Run / Cancel / Restore-defaults
+behaviour of the dock widgets (`JobControls`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject, Slot
+from qtpy.QtCore import Signal as QtSignal
+
+from ..core.errors import PGDiffSegError, SegmentationCancelled
+
+log = logging.getLogger(__name__)
+
+
+def notify_error(error: BaseException) -> None:
+    """Show an error as a napari notification: the message for ours and OSError, the type otherwise."""
+    if isinstance(error, (PGDiffSegError, OSError, ValueError)):
+        show_error(str(error))
+    else:  # a bug: keep the traceback in the log, give the user one line
+        log.error("napari-pgdiffseg: unexpected error", exc_info=error)
+        show_error(f"napari-pgdiffseg failed: {type(error).__name__}: {error}")
+
+
+# --------------------------------------------------------------------------- progress + jobs
+
+class _Relay(QObject):
+    """Carries values from the worker thread to the GUI thread (queued connection)."""
+
+    _signal = QtSignal(object)
+
+    def __init__(self, callback: Callable[[Any], None]):
+        super().__init__()
+        self._callback = callback
+        self._signal.connect(self._deliver)
+
+    @Slot(object)
+    def _deliver(self, value) -> None:
+        self._callback(value)
+
+    def emit(self, value) -> None:
+        self._signal.emit(value)
+
+
+class Throttle:
+    """Passes at most one report per `interval` seconds, plus every `force=True` report."""
+
+    def __init__(self, send: Callable[[Any], None], interval: float = 0.05):
+        self.send, self.interval = send, interval
+        self._last = 0.0
+
+    def __call__(self, value, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            self.send(value)
+
+
+class ProgressBars:
+    """napari progress bars of a run: one per unit of work (tiles of a plane or of a file) and,
+    for several planes or files, one over them. Always closed by `close`.
+
+    The outer bar is a sibling, not `nest_under`: napari 0.9.2's nested bar group segfaults
+    when its bars are deleted (QtActivityDialog.maybe_hide_progress_indicator).
+    """
+
+    def __init__(self, desc: str, outer_total: int | None = None, outer_desc: str = ""):
+        self.outer = napari_progress(total=outer_total, desc=outer_desc) if outer_total and outer_total > 1 else None
+        self.inner = napari_progress(total=1, desc=desc)
+        self._closed = False
+
+    # napari's bars process Qt events when they change, so the job may end (and `close`
+    # run) in the middle of an update: every step checks `_closed` again.
+    def set_inner(self, done: int, total: int, desc: str | None = None) -> None:
+        if not self._closed and self.inner.total != total:
+            self.inner.total = max(int(total), 1)
+        if not self._closed and desc is not None and desc != self.inner.desc:
+            self.inner.set_description(desc)
+        if not self._closed:
+            self.inner.n = int(done)
+            self.inner.update(0)
+
+    def set_outer(self, done: int, desc: str | None = None) -> None:
+        if self.outer is None:
+            return
+        if not self._closed and desc is not None and desc != self.outer.desc:
+            self.outer.set_description(desc)
+        if not self._closed:
+            self.outer.n = int(done)
+            self.outer.update(0)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for bar in (self.inner, self.outer):
+            if bar is not None:
+                bar.close()
+
+
+class Job:
+    """Runs ``work(report, cancel_event)`` on a napari thread worker.
+
+    `report(value)` may be called from the worker thread; `on_report(value)` receives it in
+    the GUI thread. Exactly one of `on_result(value)`, `on_cancelled()` or an error
+    notification follows, then the progress `bars` are closed and `on_finished()` runs.
+    With ``use_thread=False`` the same happens synchronously (scripts, debugging).
+    """
+
+    def __init__(self, work: Callable[[Callable[[Any], None], threading.Event], Any], *,
+                 on_report: Callable[[Any], None], on_result: Callable[[Any], None],
+                 on_cancelled: Callable[[], None], on_finished: Callable[[], None],
+                 bars: ProgressBars | None = None):
+        self.work = work
+        self.bars = bars  # closed when the job ends, whatever happened to the widget
+        self.on_report, self.on_result = on_report, on_result
+        self.on_cancelled, self.on_finished = on_cancelled, on_finished
+        self.cancel_event = threading.Event()
+        self.worker = None
+        self.done = False
+        self._detached = False
+        self._owner = None
+
+    def start(self, use_thread: bool = True, owner=None) -> None:
+        """Start; once `owner` (a QWidget) is deleted the job cancels itself and calls nothing."""
+        self._owner = owner
+        if not use_thread:
+            try:
+                result = self.work(self.on_report, self.cancel_event)
+            except Exception as e:  # noqa: BLE001 - routed like the worker's errored signal
+                self._errored(e)
+            else:
+                self._returned(result)
+            self._finished()
+            return
+        relay = _Relay(self._report)
+        self._relay = relay  # keep it alive as long as the job
+        self.worker = create_worker(self.work, relay.emit, self.cancel_event, _ignore_errors=True)
+        self.worker.returned.connect(self._returned)
+        self.worker.errored.connect(self._errored)
+        self.worker.finished.connect(self._finished)
+        self.worker.start()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def detach(self, *_) -> None:
+        """Cancel and drop every later callback (the widget is gone)."""
+        self._detached = True
+        self.cancel()
+
+    def _gone(self) -> bool:
+        if not self._detached and self._owner is not None and not qt_alive(self._owner):
+            self.detach()
+        return self._detached
+
+    def _report(self, value) -> None:
+        if not self._gone():
+            self.on_report(value)
+
+    def _returned(self, result) -> None:
+        if not self._gone():
+            self.on_result(result)
+
+    def _errored(self, error: BaseException) -> None:
+        if isinstance(error, SegmentationCancelled):
+            if not self._gone():
+                self.on_cancelled()
+        else:
+            notify_error(error)
+
+    def _finished(self) -> None:
+        self.done = True
+        if self.bars is not None:
+            self.bars.close()
+        if not self._gone():
+            self.on_finished()
+
+
+def qt_alive(obj) -> bool:
+    """False once the C++ side of a Qt object is deleted (PyQt and PySide raise RuntimeError)."""
+    try:
+        obj.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+class JobControls:
+    """Run / Cancel / Restore-defaults behaviour shared by the three dock widgets.
+
+    A widget using it has `run_button`, `cancel_button`, `defaults_button`, `status`,
+    `settings` (a SettingsWidget), `job`, `bars`, `use_thread`, and defines `problem()`,
+    `_on_progress`, `_on_result`, `_on_cancelled` and `_on_finished`.
+    """
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def _update_state(self, *_):
+        problem = self.problem()
+        self.run_button.enabled = not self.running and not problem
+        self.cancel_button.enabled = self.running
+        self.defaults_button.enabled = not self.running
+        if not self.running:
+            # The settings widget shows its own message; this one names what is left.
+            self.status.value = "" if problem == self.settings.problem else problem
+
+    def _may_run(self) -> bool:
+        """False (with a notification naming the problem) when Run cannot start now."""
+        if self.running:
+            return False
+        problem = self.problem()
+        if problem:
+            show_error(problem)
+            return False
+        return True
+
+    def _start(self, runner, bars: "ProgressBars", status: str) -> None:
+        self.bars = bars
+        self.status.value = status
+        self.job = Job(runner, on_report=self._on_progress, on_result=self._on_result,
+                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=bars)
+        self._update_state()
+        self.job.start(self.use_thread, owner=self.native)
+
+    def cancel(self, *_) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.value = "cancelling ..."
