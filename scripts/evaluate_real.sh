@@ -13,9 +13,17 @@ set_name=${1:?hela or qpi-cells}
 BASELINE_STEPS=${BASELINE_STEPS:-600}
 ROWS=("Otsu threshold (reference)" "U-Net (ResNet-18)" "Random x1" "Random x5" "Prior x1")
 [ "$BASELINE_STEPS" = 0 ] && ROWS=("Otsu threshold (reference)" "Random x1" "Random x5" "Prior x1")
+# FLIPS="2 4 8" adds the rows "Prior x1, N views" (test-time mirrored views, segment --flips N).
+# ONLY_PRIOR=1 keeps just the Prior rows: rerun on folds already trained (their checkpoints
+# are complete, so nothing is trained again; with BASELINE_STEPS=0) to add the flips rows side by side.
+FLIPS=${FLIPS:-}
+[ "${ONLY_PRIOR:-0}" = 1 ] && ROWS=("Prior x1")
+for f in $FLIPS; do ROWS+=("Prior x1, $f views"); done
 COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --prediction-type sample
         --stride 128 --baseline-steps "$BASELINE_STEPS" --baseline-crop 128 --otsu --tables table2 --methods "${ROWS[@]}"
         --inversion-steps 10 --sampling-steps 10 --quiet)
+# shellcheck disable=SC2206
+[ -n "$FLIPS" ] && COMMON+=(--flips $FLIPS)
 case "$set_name" in
   hela)
     # Input scale 0.5: a 256 px tile sees 512 px of the 832 px frame, the whole cell around

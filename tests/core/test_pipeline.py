@@ -122,3 +122,32 @@ def test_segment_stack_plane_by_plane(tiny_bundle, fast_config):
     results = segment_stack(stack, tiny_bundle, fast_config, progress=lambda i, n, p: seen.append((i, n)))
     assert len(results) == 3 and all(r.labels.shape == (40, 50) for r in results)
     assert {i for i, _ in seen} == {0, 1, 2} and {n for _, n in seen} == {3}
+
+
+def test_flips_average_the_mirrored_views(tiny_bundle, fast_config, frame_300x200):
+    cfg = replace(fast_config, return_scores=True, noise_metrics=False)
+    plain = segment(frame_300x200, tiny_bundle, cfg)
+    mirrored = segment(np.ascontiguousarray(frame_300x200[:, ::-1]), tiny_bundle, cfg)
+    events = []
+    both = segment(frame_300x200, tiny_bundle, replace(cfg, flips=2), progress=events.append)
+    np.testing.assert_allclose(both.scores, (plain.scores + mirrored.scores[:, :, ::-1]) / 2, atol=1e-5)
+    assert both.labels.shape == frame_300x200.shape and both.labels.dtype == np.uint8
+    assert both.nfe == 2 * plain.nfe and both.config.flips == 2
+    np.testing.assert_array_equal(both.noise, plain.noise)  # the unflipped view's noise
+    one_view = -(-plain.n_tiles // fast_config.tile_batch) * (
+        fast_config.inversion_steps + fast_config.sampling_steps)
+    assert {e.evals_total for e in events} == {2 * one_view} and events[-1].evals_done == 2 * one_view
+    assert events[-1].tiles_done == events[-1].tiles_total == 2 * plain.n_tiles
+    assert [e.evals_done for e in events] == sorted(e.evals_done for e in events)
+
+
+@pytest.mark.parametrize("flips", [4, 8])
+def test_more_flips_keep_shapes_on_a_non_square_frame(tiny_bundle, fast_config, frame_300x200, flips):
+    r = segment(frame_300x200, tiny_bundle, replace(fast_config, flips=flips, noise_metrics=False))
+    assert r.labels.shape == r.agreement.shape == frame_300x200.shape
+    assert 0.0 <= r.agreement.min() and r.agreement.max() <= 1.0
+
+
+def test_bad_flips_are_refused_before_any_work(tiny_bundle, fast_config, frame_300x200):
+    with pytest.raises(ConfigError, match="flips must be one of 1, 2, 4, 8"):
+        segment(frame_300x200, tiny_bundle, replace(fast_config, flips=3))

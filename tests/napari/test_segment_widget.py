@@ -238,7 +238,8 @@ def test_settings_persist_and_restore_defaults(make_napari_viewer, isolated_sett
     viewer = make_napari_viewer()
     w = open_widget(viewer, SEGMENT)
     w.settings.set_bundle(tiny_bundle_dir)
-    w.settings.set_config(SegmentConfig(strategy="forward", forward_t=600, sampling_steps=50, ensemble=3, seed=9))
+    w.settings.set_config(SegmentConfig(strategy="forward", forward_t=600, sampling_steps=50, ensemble=3, seed=9,
+                                        flips=4))
     w.labels_output.value = "cells"
     w.add_noise.value = True
     assert isolated_settings.is_file()
@@ -246,7 +247,8 @@ def test_settings_persist_and_restore_defaults(make_napari_viewer, isolated_sett
     again = type(w)(viewer)  # a new widget, as after a restart
     assert again.settings.bundle_dir() == tiny_bundle_dir
     cfg = again.settings.config()
-    assert (cfg.strategy, cfg.forward_t, cfg.sampling_steps, cfg.ensemble, cfg.seed) == ("forward", 600, 50, 3, 9)
+    assert (cfg.strategy, cfg.forward_t, cfg.sampling_steps, cfg.ensemble, cfg.seed, cfg.flips) == (
+        "forward", 600, 50, 3, 9, 4)
     assert again.labels_output.value == "cells" and again.add_noise.value
 
     again.defaults_button.native.click()

@@ -247,6 +247,8 @@ class SettingsWidget(Container):
         self.mix = FloatSpinBox(label="mix (lambda)", min=0.0, max=1.0, step=0.05, tooltip=tooltip("mix"))
         self.sampling_steps = SpinBox(label="sampling steps", min=1, max=1000, tooltip=tooltip("sampling_steps"))
         self.ensemble = SpinBox(label="ensemble k", min=1, max=64, tooltip=tooltip("ensemble"))
+        self.flips = ComboBox(label="mirrored views", tooltip=tooltip("flips"), choices=[
+            ("1 (off)", 1), ("2 (left-right)", 2), ("4 (+ up-down)", 4), ("8 (+ transposed)", 8)])
         self.tile_size = text_label(label="tile size", tooltip=tooltip("tile_size"))
         self.overlap = SpinBox(label="tile overlap", min=0, max=1024, step=4, tooltip=tooltip("overlap"))
         self.tile_batch = SpinBox(label="tile batch", min=1, max=256, tooltip=tooltip("tile_batch"))
@@ -262,13 +264,13 @@ class SettingsWidget(Container):
             self._config_widgets.update({
                 "strategy": self.strategy, "inversion_steps": self.inversion_steps, "forward_t": self.forward_t,
                 "renormalise": self.renormalise, "mix": self.mix, "sampling_steps": self.sampling_steps,
-                "ensemble": self.ensemble, "overlap": self.overlap, "tile_batch": self.tile_batch,
+                "ensemble": self.ensemble, "flips": self.flips, "overlap": self.overlap, "tile_batch": self.tile_batch,
                 "noise_metrics": self.noise_metrics,
             })
         shown = [self.model_source, self.bundle_path, self.model_info, self.device]
         if sampling:
             shown += [self.strategy, self.inversion_steps, self.forward_t, self.renormalise, self.mix,
-                      self.sampling_steps, self.ensemble, self.tile_size, self.overlap, self.tile_batch]
+                      self.sampling_steps, self.ensemble, self.flips, self.tile_size, self.overlap, self.tile_batch]
         shown += [self.seed]
         if sampling:
             shown += [self.noise_metrics]

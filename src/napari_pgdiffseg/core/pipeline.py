@@ -39,6 +39,25 @@ __all__ = ["BATCH_INVARIANT_CHOICES", "CancelCheck", "Progress", "SegmentConfig"
            "cancel_check", "compute_noise", "segment", "segment_stack"]
 
 
+def _rot90(k: int):
+    return lambda a: np.rot90(a, k, axes=(-2, -1))
+
+
+#: The views of test-time augmentation, as (forward, inverse) on the last two axes: the
+#: dihedral group of the square, in the order `flips` takes them (1, 2, 4 or 8 views).
+FLIP_VIEWS: tuple[tuple[Callable, Callable], ...] = (
+    (lambda a: a, lambda a: a),
+    (lambda a: a[..., :, ::-1], lambda a: a[..., :, ::-1]),
+    (lambda a: a[..., ::-1, :], lambda a: a[..., ::-1, :]),
+    (lambda a: a[..., ::-1, ::-1], lambda a: a[..., ::-1, ::-1]),
+    (lambda a: np.swapaxes(a, -1, -2), lambda a: np.swapaxes(a, -1, -2)),
+    (_rot90(1), _rot90(-1)),
+    (_rot90(-1), _rot90(1)),
+    (lambda a: np.swapaxes(a[..., ::-1, ::-1], -1, -2), lambda a: np.swapaxes(a[..., ::-1, ::-1], -1, -2)),
+)
+FLIPS = (1, 2, 4, 8)
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
     """Every setting of one segmentation run, validated once (`validate`).
@@ -49,6 +68,9 @@ class SegmentConfig:
     network call (memory scales with it). seed makes every random draw reproducible.
     noise_metrics computes SSIM/KLD of the starting noise per tile (costs ~0.1 s a tile).
     return_scores keeps the blended (n, H, W) class scores (n x 4 bytes per pixel).
+    flips: test-time augmentation, segmenting the frame also mirrored (2: left-right; 4:
+    and up-down; 8: and transposed) and averaging the votes and scores mapped back
+    (`FLIP_VIEWS`); costs `flips` times the time.
     """
 
     strategy: str = "prior"
@@ -73,6 +95,7 @@ class SegmentConfig:
     # that can flip a pixel). "auto" = on for CPUs (~15 % slower for the shipped model,
     # benchmarks/speed.py), off for GPUs, whose speed comes from batching.
     batch_invariant: str = "auto"
+    flips: int = 1
 
     @property
     def noise(self) -> NoiseConfig:
@@ -89,15 +112,17 @@ class SegmentConfig:
             raise ConfigError(
                 f"batch_invariant must be one of {', '.join(BATCH_INVARIANT_CHOICES)}, got {self.batch_invariant!r}"
             )
+        if self.flips not in FLIPS:
+            raise ConfigError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {self.flips!r}")
         if self.overlap % DOWNSAMPLE_FACTOR or not 0 <= self.overlap <= tile_size // 2:
             raise ConfigError(
                 f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} between 0 and {tile_size // 2} px, got {self.overlap}"
             )
 
     def nfe_per_tile(self) -> int:
-        """Network evaluations per tile: inversion steps (prior) + k x sampling steps."""
+        """Network evaluations per tile: (inversion steps (prior) + k x sampling steps) x flips."""
         inv = self.inversion_steps if self.strategy == "prior" else 0
-        return inv + self.ensemble * self.sampling_steps
+        return (inv + self.ensemble * self.sampling_steps) * self.flips
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +145,8 @@ SETTINGS_HELP = {
     "return_scores": "keep the per-class scores (not written by the CLI)",
     "batch_invariant": "one tile per network call, so labels do not depend on tile_batch: "
                        "auto (on for CPUs, off for GPUs), on or off",
+    "flips": "test-time augmentation: also segment the image mirrored (2: left-right, 4: and up-down, "
+             "8: and transposed) and average; costs that many times the time",
 }
 
 
@@ -204,29 +231,59 @@ def segment(
     the frame is read whole, resized by that factor (`preprocess.rescale_frame`),
     segmented, and its vote fractions and scores are resized back (bilinear) before the
     labels are resolved, so labels, agreement and scores have the frame's size; the noise
-    stays at the model's latent size.
+    stays at the model's latent size. With ``config.flips`` > 1 the (resized) frame is
+    segmented once per view of `FLIP_VIEWS`, and the votes and scores, mapped back, are
+    averaged before the labels are resolved; the noise and its metrics are the unflipped
+    view's. Both read the frame whole (no band-by-band output).
     """
     config = config or SegmentConfig()
     scale = bundle.card.input_scale
-    if scale == 1.0:
+    if scale == 1.0 and config.flips == 1:
         return _segment(image, bundle, config, progress, cancel, labels_out, agreement_out)
+    config.validate(bundle.num_train_timesteps, bundle.card.tile_size)
     frame = check_frame(image)
     H, W = frame.shape
     labels = _output(labels_out, (H, W), np.uint8, "labels_out")  # checked before the work, not after
     agreement = _output(agreement_out, (H, W), np.float32, "agreement_out")
-    kept: dict = {}
-    r = _segment(rescale_frame(frame, scale), bundle, config, progress, cancel, None, None, kept)
+    model_frame = rescale_frame(frame, scale) if scale != 1.0 else frame
+    votes = scores = first = None
+    seconds = 0.0
+    for i, (forward, inverse) in enumerate(FLIP_VIEWS[: config.flips]):
+        kept: dict = {}
+        # The noise, its metrics and NFE of a result are those of the unflipped view.
+        view_config = config if i == 0 else replace(config, noise_metrics=False)
+        r = _segment(np.ascontiguousarray(forward(model_frame)), bundle, view_config,
+                     _view_progress(progress, i, config.flips), cancel, None, None, kept)
+        v, sc = inverse(kept["votes"]), inverse(kept["scores"])
+        votes, scores = (v, sc) if votes is None else (votes + v, scores + sc)
+        first = first or r
+        seconds += r.seconds
+    votes, scores = votes / config.flips, scores / config.flips
 
-    def back(a: np.ndarray) -> np.ndarray:
-        t = torch.nn.functional.interpolate(torch.from_numpy(a)[None], size=(H, W), mode="bilinear",
-                                            align_corners=False)
-        return t[0].numpy()
+    if (H, W) != votes.shape[1:]:
+        def back(a: np.ndarray) -> np.ndarray:
+            t = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(a))[None], size=(H, W),
+                                                mode="bilinear", align_corners=False)
+            return t[0].numpy()
 
-    votes, scores = back(kept["votes"]), back(kept["scores"])
+        votes, scores = back(votes), back(scores)
     lab, agr = resolve_votes(votes, scores)
     labels[:] = lab
     agreement[:] = agr
-    return replace(r, labels=labels, agreement=agreement, scores=scores if config.return_scores else None)
+    return replace(first, labels=labels, agreement=agreement, scores=np.ascontiguousarray(scores)
+                   if config.return_scores else None, nfe=first.nfe * config.flips, seconds=seconds, config=config)
+
+
+def _view_progress(progress: ProgressCallback | None, view: int, views: int) -> ProgressCallback | None:
+    """Progress of one view of `views` (test-time flips) as progress over all of them."""
+    if progress is None or views == 1:
+        return progress
+
+    def report(p: Progress) -> None:
+        progress(Progress(p.tiles_done + view * p.tiles_total, p.tiles_total * views,
+                          p.evals_done + view * p.evals_total, p.evals_total * views))
+
+    return report
 
 
 def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, labels_out, agreement_out,
