@@ -285,16 +285,8 @@ def _draw_cell(rng: np.random.Generator, cy: float, cx: float, R: float, par: di
         nuc = np.clip(1.0 - (nu * nu + nv * nv), 0.0, None) ** np.float32(0.5)
         nuc *= np.clip(body / np.float32(0.3), 0.0, 1.0)
         env += np.float32(s_n * rng.uniform(0.4, 0.7)) * nuc
-        for _ in range(int(rng.integers(1, 4))):
-            r_ = 0.55 * math.sqrt(rng.random())
-            a_ = rng.uniform(0, 2 * np.pi)
-            pu, pv = r_ * math.cos(a_) * na, r_ * math.sin(a_) * nb
-            py = ny + pu * math.sin(nth) + pv * math.cos(nth)
-            px = nx + pu * math.cos(nth) - pv * math.sin(nth)
-            sig = rng.uniform(1.2, 2.5)
-            d2 = (yy - np.float32(py)) ** 2 + (xx - np.float32(px)) ** 2
-            g = np.exp(-d2 / np.float32(2 * sig * sig))
-            extra += np.float32(s_n * rng.uniform(0.2, 0.4)) * g
+        add_nucleoli(rng, extra, yy, xx, (ny, nx), (na, nb), nth, count=(1, 4), spread=0.55, sigma=(1.2, 2.5),
+                     amplitude=(0.2, 0.4), scale=s_n)
 
     # Blebs on the rim.
     for _ in range(n_bleb):
@@ -325,25 +317,55 @@ def _draw_cell(rng: np.random.Generator, cy: float, cx: float, R: float, par: di
     return y0, y1, x0, x1, thick, mask
 
 
-def _place(rng, radii: np.ndarray, shape, sep: float) -> list:
-    """Centres for cells of the given radii (in the given order); None where no room."""
+def add_nucleoli(rng, out: np.ndarray, yy: np.ndarray, xx: np.ndarray, centre, axes, angle: float, *,
+                 count: tuple[int, int], spread: float, sigma: tuple[float, float],
+                 amplitude: tuple[float, float], scale: float = 1.0) -> None:
+    """Add ``rng.integers(*count)`` Gaussian nucleoli to `out` (in place), inside the
+    nucleus ellipse of `centre` (y, x), half-axes `axes` (a, b) and `angle`, at most
+    `spread` of the way to its rim; sigma and amplitude (x `scale`) drawn per nucleolus."""
+    ny, nx = centre
+    na, nb = axes
+    for _ in range(int(rng.integers(*count))):
+        r_ = spread * math.sqrt(rng.random())
+        a_ = rng.uniform(0, 2 * np.pi)
+        pu, pv = r_ * math.cos(a_) * na, r_ * math.sin(a_) * nb
+        py = ny + pu * math.sin(angle) + pv * math.cos(angle)
+        px = nx + pu * math.cos(angle) - pv * math.sin(angle)
+        sig = rng.uniform(*sigma)
+        d2 = (yy - np.float32(py)) ** 2 + (xx - np.float32(px)) ** 2
+        g = np.exp(-d2 / np.float32(2 * sig * sig))
+        out += np.float32(scale * rng.uniform(*amplitude)) * g
+
+
+def place_cells(rng, radii: np.ndarray, shape, sep: float, cluster: float = 0.5, margin: float = 0.0,
+                spacing: tuple[float, float] | None = None) -> list:
+    """Centres for cells of the given radii, in order (None where no room after 25 tries).
+
+    Shared by every generator (this module's and `synthetic_real`'s).
+
+    A cell goes next to an earlier one (probability `cluster`, at a distance
+    ``(R_i + R_j) * U(spacing)``) or anywhere in the frame grown by `margin` px, so that
+    cells centred outside the frame reach in, as they do in tiles cut from a big frame. No
+    two centres are closer than `sep` x (R_i + R_j). spacing defaults to (sep, sep + 0.35).
+    """
+    spacing = (sep, sep + 0.35) if spacing is None else spacing
     H, W = shape
     n = len(radii)
     py, px, pr = np.empty(n), np.empty(n), np.empty(n)
-    m = 0  # cells placed so far
+    m = 0
     out: list = []
     for R in radii:
         pos = None
         for _ in range(25):
-            if m and rng.random() < 0.5:
+            if m and rng.random() < cluster:
                 j = int(rng.integers(m))
                 ang = rng.uniform(0, 2 * np.pi)
-                dist = (R + pr[j]) * rng.uniform(sep, sep + 0.35)
+                dist = (R + pr[j]) * rng.uniform(*spacing)
                 cy, cx = py[j] + dist * math.sin(ang), px[j] + dist * math.cos(ang)
-                if not (0 <= cy < H and 0 <= cx < W):
+                if not (-margin <= cy < H + margin and -margin <= cx < W + margin):
                     continue
             else:
-                cy, cx = rng.uniform(0, H), rng.uniform(0, W)
+                cy, cx = rng.uniform(-margin, H + margin), rng.uniform(-margin, W + margin)
             d2 = (py[:m] - cy) ** 2 + (px[:m] - cx) ** 2
             if not m or bool(np.all(d2 >= (sep * (R + pr[:m])) ** 2)):
                 pos = (cy, cx)
@@ -353,6 +375,17 @@ def _place(rng, radii: np.ndarray, shape, sep: float) -> list:
             m += 1
         out.append(pos)
     return out
+
+
+def place_largest_first(rng, radii: np.ndarray, shape, sep: float, **kwargs) -> list:
+    """`place_cells` for the cells in order of decreasing radius, so that small cells fill
+    the gaps; returns the centres in the order of `radii` (the drawing order is kept)."""
+    by_size = np.argsort(-radii, kind="stable")
+    placed = place_cells(rng, radii[by_size], shape, sep, **kwargs)
+    positions: list = [None] * len(radii)
+    for k, idx in enumerate(by_size):
+        positions[idx] = placed[k]
+    return positions
 
 
 def _background(rng, shape, d: float, max_offset: float) -> np.ndarray:
@@ -450,12 +483,7 @@ def make_frame(
     # Drawing order: live cells (random order), then dead cells (random order) on top.
     order = np.concatenate([rng.permutation(n_live), n_live + rng.permutation(n - n_live)])
     radii, kinds = radii[order], kinds[order]
-    # Place big cells first, so that small ones fill the gaps; drawing order is kept.
-    by_size = np.argsort(-radii, kind="stable")
-    pos_sorted = _place(rng, radii[by_size], (H, W), 0.85 - 0.55 * d)
-    positions = [None] * n
-    for k, idx in enumerate(by_size):
-        positions[idx] = pos_sorted[k]
+    positions = place_largest_first(rng, radii, (H, W), 0.85 - 0.55 * d)
 
     cells = np.zeros((H, W), np.float32)
     labels = np.zeros((H, W), np.uint8)

@@ -61,7 +61,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import ConfigError
-from .synthetic import check_range, check_scalar, check_shape, frame_rng
+from .synthetic import check_range, check_scalar, check_shape, frame_rng, add_nucleoli, place_largest_first
 
 __all__ = [
     "SlimConfig",
@@ -273,42 +273,6 @@ def _ellipse_coords(yy, xx, ry: float, rx: float, a: float, b: float, theta: flo
     return u, v
 
 
-def _place(rng, radii: np.ndarray, shape, sep: float, cluster: float, margin: float,
-           spacing: tuple[float, float]) -> list:
-    """Centres for cells of the given radii (None where no room after 25 tries).
-
-    A cell goes next to an earlier one (probability `cluster`, at a distance
-    ``(R_i + R_j) * U(spacing)``) or anywhere in the frame grown by `margin` px, so that
-    cells centred outside the frame reach in, as they do in tiles cut from a big frame.
-    """
-    H, W = shape
-    n = len(radii)
-    py, px, pr = np.empty(n), np.empty(n), np.empty(n)
-    m = 0
-    out: list = []
-    for R in radii:
-        pos = None
-        for _ in range(25):
-            if m and rng.random() < cluster:
-                j = int(rng.integers(m))
-                ang = rng.uniform(0, 2 * np.pi)
-                dist = (R + pr[j]) * rng.uniform(*spacing)
-                cy, cx = py[j] + dist * math.sin(ang), px[j] + dist * math.cos(ang)
-                if not (-margin <= cy < H + margin and -margin <= cx < W + margin):
-                    continue
-            else:
-                cy, cx = rng.uniform(-margin, H + margin), rng.uniform(-margin, W + margin)
-            d2 = (py[:m] - cy) ** 2 + (px[:m] - cx) ** 2
-            if not m or bool(np.all(d2 >= (sep * (R + pr[:m])) ** 2)):
-                pos = (cy, cx)
-                break
-        if pos is not None:
-            py[m], px[m], pr[m] = pos[0], pos[1], R
-            m += 1
-        out.append(pos)
-    return out
-
-
 def _n_cells(rng, density: tuple[float, float], shape, margin: float) -> int:
     H, W = shape
     area = (H + 2 * margin) * (W + 2 * margin)
@@ -430,15 +394,8 @@ def _slim_live_cell(rng, cy: float, cx: float, R: float, cfg: SlimConfig, shape)
     # HeLa frames), and its strong chromatin mottle is what sets it apart.
     mottle = np.float32(1.0) + np.float32(rng.uniform(0.2, 0.4)) * _smooth_noise(rng, pshape, 1.5)
     thick += np.float32(rng.uniform(0.3, 0.6)) * prof * mottle
-    for _ in range(int(rng.integers(1, 5))):
-        r_ = 0.6 * math.sqrt(rng.random())
-        a_ = rng.uniform(0, 2 * np.pi)
-        pu, pv = r_ * math.cos(a_) * na, r_ * math.sin(a_) * nb
-        py = ny + pu * math.sin(nth) + pv * math.cos(nth)
-        px = nx + pu * math.cos(nth) - pv * math.sin(nth)
-        sig = rng.uniform(1.5, 3.5)
-        d2 = (yy - np.float32(py)) ** 2 + (xx - np.float32(px)) ** 2
-        thick += np.float32(rng.uniform(0.1, 0.25)) * np.exp(-d2 / np.float32(2 * sig * sig))
+    add_nucleoli(rng, thick, yy, xx, (ny, nx), (na, nb), nth, count=(1, 5), spread=0.6, sigma=(1.5, 3.5),
+                 amplitude=(0.1, 0.25))
     # Texture fields and the nucleolus Gaussians extend past the outline: cut them off
     # there, then add the spikes, which lie outside it on purpose.
     thick *= cell
@@ -592,13 +549,9 @@ def make_slim_frame(seed_or_rng: int | np.random.Generator, config: SlimConfig |
     n = _n_cells(rng, cfg.density, (H, W), margin)
     dead = rng.random(n) < cfg.dead_fraction
     radii = np.where(dead, rng.uniform(*cfg.dead_radius, n), rng.uniform(*cfg.cell_radius, n))
-    # Big cells first so that small ones fill the gaps; live cells are drawn before dead
-    # ones, which lie on top of them (rounded, detached).
-    order = np.argsort(-radii, kind="stable")
-    pos_sorted = _place(rng, radii[order], (H, W), 0.75, cfg.cluster, margin, (0.8, 1.1))
-    positions: list = [None] * n
-    for k, idx in enumerate(order):
-        positions[idx] = pos_sorted[k]
+    # Live cells are drawn before dead ones, which lie on top of them (rounded, detached).
+    positions = place_largest_first(rng, radii, (H, W), 0.75, cluster=cfg.cluster, margin=margin,
+                                    spacing=(0.8, 1.1))
 
     cells = np.zeros((H, W), np.float32)
     labels = np.zeros((H, W), np.uint8)
@@ -731,11 +684,8 @@ def make_holo_frame(seed_or_rng: int | np.random.Generator, config: HoloConfig |
     n = _n_cells(rng, cfg.density, (H, W), margin)
     dead = rng.random(n) < cfg.dead_fraction
     radii = rng.uniform(*cfg.cell_radius, n)
-    order = np.argsort(-radii, kind="stable")
-    pos_sorted = _place(rng, radii[order], (H, W), 0.7, cfg.cluster, margin, (0.75, 0.95))
-    positions: list = [None] * n
-    for k, idx in enumerate(order):
-        positions[idx] = pos_sorted[k]
+    positions = place_largest_first(rng, radii, (H, W), 0.7, cluster=cfg.cluster, margin=margin,
+                                    spacing=(0.75, 0.95))
 
     cells = np.zeros((H, W), np.float32)
     labels = np.zeros((H, W), np.uint8)
