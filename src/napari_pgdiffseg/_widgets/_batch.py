@@ -19,7 +19,7 @@ from ..core.distributed import parse_scheduler
 from ..core.errors import ConfigError
 from ..core.pipeline import Progress, SegmentConfig
 from . import _jobs, _settings
-from ._jobs import Job, JobControls, ProgressBars, Throttle
+from ._jobs import Job, JobControls, ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 
 DEFAULT_PATTERN = "*.tif; *.tiff; *.png"
@@ -47,12 +47,8 @@ class BatchRequest:
     workers: int | None = None
 
 
-class BatchRunner:
+class BatchRunner(Runner):
     """Loads the model once and segments every file through the core (no Qt)."""
-
-    def __init__(self, request: BatchRequest, load_bundle: Callable[[Path], object]):
-        self.request = request
-        self.load_bundle = load_bundle
 
     def __call__(self, report: Callable[[tuple], None], cancel: threading.Event) -> list[dict]:
         req = self.request

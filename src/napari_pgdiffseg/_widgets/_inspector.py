@@ -23,7 +23,7 @@ from ..core import metrics
 from ..core.errors import InputImageError
 from ..core.noise import NoiseConfig
 from . import _jobs, _settings, _viewer
-from ._jobs import Job, JobControls, ProgressBars, Throttle
+from ._jobs import Job, JobControls, ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ..core.pipeline import centre_crop_box, compute_noise
 from ._layers import image_layer, latent_geometry
@@ -90,12 +90,8 @@ def whole_tiles(box: tuple[int, int, int, int], tile: int, max_tiles: int) -> tu
     return tuple(out)
 
 
-class InspectorRunner:
+class InspectorRunner(Runner):
     """Computes the starting noise of each strategy on a region and scores it (no Qt)."""
-
-    def __init__(self, request: InspectRequest, load_bundle: Callable[[Path], object]):
-        self.request = request
-        self.load_bundle = load_bundle
 
     def __call__(self, report: Callable[[tuple], None], cancel: threading.Event) -> InspectOutcome:
         req = self.request

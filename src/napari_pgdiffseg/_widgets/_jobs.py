@@ -107,6 +107,16 @@ class ProgressBars:
                 bar.close()
 
 
+class Runner:
+    """The work of a widget's job, without Qt: a frozen request (what the widget captured
+    when Run was pressed) and the model loader; subclasses define
+    ``__call__(report, cancel_event)``, which `Job` runs on a worker thread."""
+
+    def __init__(self, request, load_bundle: Callable[[Any], object]):
+        self.request = request
+        self.load_bundle = load_bundle
+
+
 class Job:
     """Runs ``work(report, cancel_event)`` on a napari thread worker.
 

@@ -21,7 +21,7 @@ from ..core.metrics import noise_edges
 from ..core.pipeline import Progress, SegmentConfig, segment_stack
 from ..core.summary import InstanceConfig, cell_instances, foreground_classes, summarize_planes
 from . import _jobs, _settings, _viewer
-from ._jobs import Job, JobControls, ProgressBars, Throttle
+from ._jobs import Job, JobControls, ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
 
@@ -94,12 +94,8 @@ def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: s
     return f"{fractions}\n{counts}\nNFE {nfe} · {seconds:.1f} s · {device}{planes}"
 
 
-class SegmentRunner:
+class SegmentRunner(Runner):
     """Segments a captured image plane by plane and returns the layers to add (no Qt)."""
-
-    def __init__(self, request: SegmentRequest, load_bundle: Callable[[Path], object]):
-        self.request = request
-        self.load_bundle = load_bundle
 
     def __call__(self, report: Callable[[PlaneProgress], None], cancel: threading.Event) -> SegmentOutcome:
         req = self.request
