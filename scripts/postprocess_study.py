@@ -1,6 +1,6 @@
 """How class scores become labels and cells, studied on the held-out frames of a real-data CV.
 
-    python scripts/postprocess_study.py hela|qpi-cells EVAL_DIR
+    python scripts/postprocess_study.py hela|qpi-cells EVAL_DIR [--margins-only]
 
 EVAL_DIR is the output of `scripts/evaluate_real.sh SET EVAL_DIR`: it holds each fold's
 bundle (EVAL_DIR/fold{f}/bundle), trained without that fold's frames. Every held-out frame
@@ -39,8 +39,14 @@ SETS = {
 }
 
 
-def variants(card_instances: InstanceConfig, set_name: str):
-    """(name, Refine, InstanceConfig) for every variant studied."""
+def variants(card_instances: InstanceConfig, set_name: str, margins_only: bool = False):
+    """(name, Refine, InstanceConfig) for every variant studied (margins_only: margins from
+    -0.75 to +0.3 with the card's instance setting)."""
+    if margins_only:
+        for m in (-0.75, -0.6, -0.45, -0.3, -0.15, 0.0, 0.15, 0.3):
+            r = Refine(margin=m)
+            yield f"{r.describe()} | {card_instances.describe()}", r, card_instances
+        return
     refines = [Refine()] + [Refine(margin=m) for m in (-0.3, -0.15, 0.15, 0.3)] + \
               [Refine(snap=r, smooth=s) for r, s in itertools.product((2, 4, 8), (1.0, 2.0))]
     inst = [card_instances]
@@ -54,7 +60,7 @@ def variants(card_instances: InstanceConfig, set_name: str):
         yield f"{r.describe()} | {i.describe()}", r, i
 
 
-def main(set_name: str, eval_dir: str) -> int:
+def main(set_name: str, eval_dir: str, margins_only: bool = False) -> int:
     spec = SETS[set_name]
     frames = read_frames(spec["data"], spec["masks"], label_map=spec["label_map"], n_classes=len(spec["classes"]),
                          labelled_only=True)
@@ -74,7 +80,7 @@ def main(set_name: str, eval_dir: str) -> int:
     card = load_bundle(Path(eval_dir) / "fold0" / "bundle").card
     base_inst = InstanceConfig.from_dict(card.instances)
     table = {}
-    for name, refine, inst in variants(base_inst, set_name):
+    for name, refine, inst in variants(base_inst, set_name, margins_only):
         per = []
         for img, s, mask, true_ids in zip(frames.images, scores, frames.masks, frames.instances):
             labels = refine_labels(s, img, refine)
@@ -108,4 +114,4 @@ def main(set_name: str, eval_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(main(sys.argv[1], sys.argv[2], "--margins-only" in sys.argv[3:]))

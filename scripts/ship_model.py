@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--score-rows", nargs="*", default=["Prior x1"])
     ap.add_argument("--scores-command", default="", help="the command that wrote --scores (recorded)")
     ap.add_argument("--stage-seconds", nargs="*", default=[], help="stage=seconds corrections")
+    ap.add_argument("--refine", default=None, help="the card's refine, as JSON (e.g. '{\"margin\": -0.3}')")
+    ap.add_argument("--segment", default=None, help="the card's segmentation settings, as JSON (e.g. '{\"flips\": 8}')")
     args = ap.parse_args()
 
     load_bundle(args.bundle)  # validate before shipping
@@ -47,6 +49,10 @@ def main() -> None:
     card["description"] = args.description
     if args.modality:
         card["modality"] = args.modality
+    if args.refine is not None:
+        card["refine"] = json.loads(args.refine)
+    if args.segment is not None:
+        card["segment"] = json.loads(args.segment)
     prov = card.setdefault("provenance", {})
     fixes = dict(item.split("=") for item in args.stage_seconds)
     for run in prov.get("training_runs", []):

@@ -213,3 +213,31 @@ def test_train_input_scale_is_recorded_and_checked(tmp_path, capsys):
     assert main([*args[:-1], "9", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "input_scale must be a number" in err and not (tmp_path / "bad").exists()
+
+
+def _bundle_with_card(bundle_dir, tmp_path, **card):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    path = copy / "pgdiffseg.json"
+    data = json.loads(path.read_text())
+    data.update(card)
+    path.write_text(json.dumps(data))
+    return copy
+
+
+def test_segment_starts_from_the_model_cards_settings_and_flags_win(bundle_dir, folder, tmp_path):
+    model = _bundle_with_card(bundle_dir, tmp_path, segment={"flips": 2})
+    a = tmp_path / "card"
+    main(["segment", str(folder / "a.tif"), "--out", str(a), "--model", str(model), *FAST])
+    b = tmp_path / "flag"
+    main(["segment", str(folder / "a.tif"), "--out", str(b), "--model", str(model), "--flips", "1", *FAST])
+    assert int(_rows(a)["a.tif"]["nfe"]) == 2 * int(_rows(b)["a.tif"]["nfe"]) == 2 * (5 + 5)
+
+
+def test_a_card_naming_an_unknown_setting_is_one_line(bundle_dir, folder, tmp_path, capsys):
+    model = _bundle_with_card(bundle_dir, tmp_path, segment={"flipz": 2})
+    code = main(["segment", str(folder / "a.tif"), "--out", str(tmp_path / "o"), "--model", str(model), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown setting(s) flipz" in err and "Traceback" not in err

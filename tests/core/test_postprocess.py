@@ -72,3 +72,33 @@ def test_refine_round_trips_through_a_dict_and_rejects_unknown_keys():
     assert Refine.from_dict(r.to_dict()) == r
     with pytest.raises(ConfigError, match="unknown refine setting"):
         Refine.from_dict({"snapp": 3})
+
+
+def test_a_card_refine_margin_changes_the_labels_of_segment(tiny_bundle, fast_config, frame_300x200):
+    from dataclasses import replace
+
+    from napari_pgdiffseg import segment
+    from napari_pgdiffseg.core.bundle import Bundle
+
+    cfg = replace(fast_config, return_scores=True, noise_metrics=False)
+    plain = segment(frame_300x200, tiny_bundle, cfg)
+    grown = Bundle(**{**tiny_bundle.__dict__, "card": replace(tiny_bundle.card, refine={"margin": -0.5})})
+    refined = segment(frame_300x200, grown, cfg)
+    np.testing.assert_array_equal(refined.labels, labels_with_margin(plain.scores, -0.5))
+    assert (refined.labels > 0).sum() >= (plain.labels > 0).sum()
+
+
+def test_a_card_with_a_bad_refine_does_not_load(tiny_bundle_dir, tmp_path):
+    import json
+    import shutil
+
+    from napari_pgdiffseg.core.bundle import load_bundle
+    from napari_pgdiffseg.core.errors import BundleError
+
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle_dir, copy)
+    card = json.loads((copy / "pgdiffseg.json").read_text())
+    card["refine"] = {"margin": 9}
+    (copy / "pgdiffseg.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="refine.margin"):
+        load_bundle(copy)

@@ -11,8 +11,8 @@ from qtpy.QtCore import QTimer
 
 from napari_pgdiffseg import segment
 from napari_pgdiffseg.core import bundle as bundle_mod
-from napari_pgdiffseg.core.bundle import DEFAULT_COLORS, load_bundle
-from napari_pgdiffseg.core.pipeline import SegmentConfig
+from napari_pgdiffseg.core.bundle import DEFAULT_COLORS, load_bundle, load_model
+from napari_pgdiffseg.core.pipeline import SegmentConfig, model_config
 
 from widget_helpers import SEGMENT, fast_settings, open_widget, wait_idle
 
@@ -252,11 +252,12 @@ def test_settings_persist_and_restore_defaults(make_napari_viewer, isolated_sett
     assert again.labels_output.value == "cells" and again.add_noise.value
 
     again.defaults_button.native.click()
-    assert again.settings.config() == SegmentConfig()
+    default_model = load_model("slim-viability").card
+    assert again.settings.config() == model_config(default_model)  # the default model's own settings
     assert again.settings.model_source.value == "slim-viability"
     assert again.labels_output.value == "classes" and not again.add_noise.value
     third = type(w)(viewer)
-    assert third.settings.config() == SegmentConfig()
+    assert third.settings.config() == model_config(default_model)
     for widget in (again, third):
         widget.native.deleteLater()
 

@@ -283,6 +283,10 @@ class SettingsWidget(Container):
         persisted = {"model_source": self.model_source, "bundle_path": self.bundle_path, **self._config_widgets}
         self.persist = PersistedFields(store or SettingsStore(section), persisted, defaults)
         self.problem = ""
+        # After the persisted values are restored: choosing a model sets what its card
+        # recommends (e.g. the mirrored views it was scored with); a restart keeps the user's.
+        self.model_source.changed.connect(self.apply_model_settings)
+        self.bundle_path.changed.connect(self.apply_model_settings)
         for w in persisted.values():  # not self.changed: refresh sets labels, which emit it too
             w.changed.connect(self.refresh)
         self.refresh()
@@ -314,8 +318,25 @@ class SettingsWidget(Container):
             self.model_source.value = FOLDER_SOURCE
 
     def restore_defaults(self) -> None:
+        """Every field to its default: the default model, and its card's settings."""
         self.persist.restore_defaults()
+        self.apply_model_settings()
         self.refresh()
+
+    def apply_model_settings(self, *_) -> None:
+        """Set the fields the chosen model's card names (``card.segment``)."""
+        path = self.bundle_dir()
+        try:
+            card = peek_bundle(path)[0] if path is not None else None
+        except PGDiffSegError:  # shown by refresh
+            return
+        for name, value in (card.segment if card is not None else {}).items():
+            widget = self._config_widgets.get(name)
+            if widget is not None:
+                try:
+                    widget.value = value
+                except (ValueError, TypeError):
+                    log.warning("model card setting %s=%r does not fit the widget", name, value)
 
     # -- validation
     def _check(self) -> tuple[str, str, str]:
@@ -334,6 +355,8 @@ class SettingsWidget(Container):
         info = f"labels {card.mask_definition}: {', '.join(card.class_names)}"
         if card.modality:
             info += f"; for {card.modality}"
+        if card.segment:
+            info += "; scored with " + ", ".join(f"{k} {v}" for k, v in card.segment.items())
         tile = f"{card.tile_size} px"
         if card.input_scale != 1.0:  # the model works at another pixel size: say what a tile covers
             tile += f" (input scale {card.input_scale:g}: {card.tile_size / card.input_scale:.0f} px of the image)"

@@ -8,27 +8,31 @@ from pathlib import Path
 
 from ..core.errors import PGDiffSegError
 from ..core.noise import STRATEGIES
-from ..core.pipeline import BATCH_INVARIANT_CHOICES, FLIPS, SETTINGS_HELP, SegmentConfig
+from ..core.pipeline import BATCH_INVARIANT_CHOICES, FLIPS, SETTINGS_HELP, SegmentConfig, model_config
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per `SegmentConfig` setting; unset flags take the model card's value, if it
+    has one (``card.segment``), else `SegmentConfig`'s default."""
     defaults = SegmentConfig()
     for f in dataclasses.fields(SegmentConfig):
         if f.name == "return_scores":
             continue
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
+        text = f"{SETTINGS_HELP[f.name]} (default: the model's, else {default})"
         if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=SETTINGS_HELP[f.name])
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             choices = {"strategy": STRATEGIES, "batch_invariant": BATCH_INVARIANT_CHOICES, "flips": FLIPS}
             kw = {"choices": choices[f.name]} if f.name in choices else {}
-            p.add_argument(flag, type=type(default), default=default, help=f"{SETTINGS_HELP[f.name]} (default: {default})", **kw)
+            p.add_argument(flag, type=type(default), default=None, help=text, **kw)
 
 
-def config_from_args(args) -> SegmentConfig:
+def config_from_args(args, card) -> SegmentConfig:
+    """The settings of a run: the model card's (`pipeline.model_config`), then the flags given."""
     names = {f.name for f in dataclasses.fields(SegmentConfig)} - {"return_scores"}
-    return SegmentConfig(**{n: getattr(args, n) for n in names})
+    return model_config(card, **{n: getattr(args, n) for n in names if getattr(args, n) is not None})
 
 
 def add_model_arg(p: argparse.ArgumentParser, nargs=None) -> None:
@@ -114,33 +118,50 @@ def add_card_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instances", default=None, metavar="KEY=VALUE,...",
                    help="how labels become one id per cell, e.g. method=watershed,min_distance=16,min_area=100 "
                         "(methods: components, watershed; default: the start model's)")
+    p.add_argument("--refine", default=None, metavar="KEY=VALUE,...",
+                   help="how class scores become labels, recorded in the card, e.g. margin=-0.3 (foreground "
+                        "wins unless background beats it by 0.3) or snap=4 (outlines snapped to image edges "
+                        "within 4 px); default: the start model's")
+
+
+def key_values(text: str, flag: str, parse) -> dict:
+    """'a=1,b=x' -> {'a': parse('a', '1'), ...}, with a one-line error naming `flag`."""
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise PGDiffSegError(f"{flag}: expected KEY=VALUE pairs, got {part!r}")
+        key, value = key.strip(), value.strip()
+        try:
+            out[key] = parse(key, value)
+        except ValueError:
+            raise PGDiffSegError(f"{flag}: {key} must be a number, got {value!r}") from None
+    return out
 
 
 def card_from_args(args, card):
-    """`card` with --mask-definition, --modality, --input-scale, --normalization and --instances applied."""
+    """`card` with --mask-definition, --modality, --input-scale, --normalization, --instances
+    and --refine applied."""
+    from ..core.postprocess import Refine
     from ..core.preprocess import Normalization, check_input_scale
     from ..core.summary import InstanceConfig
 
     instances = dict(card.instances)
     if args.instances:
-        for part in args.instances.split(","):
-            key, sep, value = part.partition("=")
-            if not sep:
-                raise PGDiffSegError(f"--instances: expected KEY=VALUE pairs, got {part!r}")
-            key = key.strip()
-            value = value.strip()
-            try:
-                instances[key] = value if key == "method" else float(value) if key in ("smooth", "h") else int(value)
-            except ValueError:
-                raise PGDiffSegError(f"--instances: {key} must be a number, got {value!r}") from None
+        instances.update(key_values(args.instances, "--instances", lambda k, v: v if k == "method" else
+                                    float(v) if k in ("smooth", "h") else int(v)))
     instances = InstanceConfig.from_dict(instances).to_dict()
+    refine = dict(card.refine)
+    if args.refine:
+        refine.update(key_values(args.refine, "--refine", lambda k, v: int(v) if k == "snap" else float(v)))
+    refine = Refine.from_dict(refine).to_dict() if Refine.from_dict(refine).active else {}
     scale = card.input_scale if args.input_scale is None else check_input_scale(args.input_scale)
     norm = card.normalization
     if args.normalization is not None and args.normalization != norm.method:
         norm = Normalization(method=args.normalization)
     return dataclasses.replace(card, mask_definition=args.mask_definition or card.mask_definition,
                                modality=args.modality or card.modality, instances=instances, input_scale=scale,
-                               normalization=norm)
+                               normalization=norm, refine=refine)
 
 
 def class_names_from_args(args, model_card=None) -> tuple[str, ...]:

@@ -30,12 +30,12 @@ def cmd_segment(args) -> int:
     from tqdm import tqdm
 
     from ..core.batch import CSV_NAME, segment_files
-    from ..core.bundle import resolve_model
+    from ..core.bundle import peek_bundle, resolve_model
 
-    config = config_from_args(args)
     files = _expand_inputs(args.inputs, args.glob)
     # With a Dask scheduler the workers load the bundle (once each); here only its card is read.
     bundle = load_model_arg(args.model) if args.scheduler is None else resolve_model(args.model)
+    config = config_from_args(args, bundle.card if args.scheduler is None else peek_bundle(bundle)[0])
     bar = tqdm(total=len(files), unit="file", disable=args.quiet)
     tile_bar = tqdm(unit="eval", leave=False, disable=args.quiet)
 
@@ -98,8 +98,8 @@ def cmd_demo(args) -> int:
         image, truth, name, model = cell(), skimage_cell_truth(), "skimage_cell", model or SKIMAGE_CELL_MODEL
         write_tiff(out / f"{name}.tif", image)
         write_tiff(out / f"{name}_truth.tif", truth)
-    config = config_from_args(args)
     bundle = load_model_arg(model)
+    config = config_from_args(args, bundle.card)
     bar = tqdm(unit="eval", desc=f"{name} ({config.strategy})", disable=args.quiet)
 
     def progress(p):

@@ -27,6 +27,7 @@ from safetensors import safe_open
 from .errors import BundleError, ConfigError
 from .io import atomic_replace_dir
 from .models import LATENT_CHANNELS, build_autoencoder, build_ldm_p, build_ldm_s, build_scheduler, get_preset
+from .postprocess import Refine
 from .preprocess import Normalization, check_input_scale
 
 FORMAT_VERSION = 1
@@ -74,6 +75,11 @@ class BundleCard:
     instances: dict = field(default_factory=dict)
     # Headline held-out scores (frames never seen in training), with the command that made them.
     scores: dict = field(default_factory=dict)
+    # How class scores become labels (`postprocess.Refine`, e.g. {"margin": -0.3}); {} = argmax.
+    refine: dict = field(default_factory=dict)
+    # The segmentation settings this model was scored with, where they differ from
+    # `SegmentConfig`'s defaults (e.g. {"flips": 8}); the CLI and the widgets start from them.
+    segment: dict = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -95,6 +101,8 @@ class BundleCard:
             "modality": self.modality,
             "description": self.description,
             "instances": self.instances,
+            "refine": self.refine,
+            "segment": self.segment,
             "scores": self.scores,
             "provenance": self.provenance,
         }
@@ -121,6 +129,8 @@ class BundleCard:
                 description=str(d.get("description", "")),
                 instances=dict(d.get("instances", {})),
                 scores=dict(d.get("scores", {})),
+                refine=Refine.from_dict(d.get("refine", {})).to_dict() if d.get("refine") else {},
+                segment=dict(d.get("segment", {})),
             )
         except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise BundleError(f"{CARD_NAME} is invalid: {type(e).__name__}: {e}") from None

@@ -27,9 +27,10 @@ from .engine import (
     diffusion_networks,
     starting_noise,
 )
-from .errors import ConfigError
+from .errors import BundleError, ConfigError
 from .models import DOWNSAMPLE_FACTOR
 from .noise import NoiseConfig, check_steps
+from .postprocess import Refine, refine_labels
 from .preprocess import as_planes, check_frame, rescale_frame
 from .source import FrameSource
 from .sampling import ddim_sample, resolve_votes, vote_counts
@@ -126,6 +127,16 @@ class SegmentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def model_config(card, **overrides) -> SegmentConfig:
+    """`SegmentConfig` with the model card's own settings (``card.segment``, e.g. the views it
+    was scored with), then `overrides` (the user's choices) on top."""
+    fields = set(SegmentConfig.__dataclass_fields__) - {"return_scores"}
+    unknown = set(card.segment) - fields
+    if unknown:
+        raise BundleError(f"the model card's 'segment' names unknown setting(s) {', '.join(sorted(unknown))}")
+    return replace(SegmentConfig(), **{**card.segment, **overrides})
 
 
 # One help text per setting: the CLI's --help and the napari widgets' tooltips.
@@ -234,11 +245,14 @@ def segment(
     stays at the model's latent size. With ``config.flips`` > 1 the (resized) frame is
     segmented once per view of `FLIP_VIEWS`, and the votes and scores, mapped back, are
     averaged before the labels are resolved; the noise and its metrics are the unflipped
-    view's. Both read the frame whole (no band-by-band output).
+    view's. A card with an active ``refine`` (`postprocess.Refine`) takes its labels from
+    the blended scores with that margin / outline snapping. These read the frame whole (no
+    band-by-band output).
     """
     config = config or SegmentConfig()
     scale = bundle.card.input_scale
-    if scale == 1.0 and config.flips == 1:
+    refine = Refine.from_dict(bundle.card.refine)
+    if scale == 1.0 and config.flips == 1 and not refine.active:
         return _segment(image, bundle, config, progress, cancel, labels_out, agreement_out)
     config.validate(bundle.num_train_timesteps, bundle.card.tile_size)
     frame = check_frame(image)
@@ -268,7 +282,7 @@ def segment(
 
         votes, scores = back(votes), back(scores)
     lab, agr = resolve_votes(votes, scores)
-    labels[:] = lab
+    labels[:] = refine_labels(scores, frame, refine) if refine.active else lab
     agreement[:] = agr
     return replace(first, labels=labels, agreement=agreement, scores=np.ascontiguousarray(scores)
                    if config.return_scores else None, nfe=first.nfe * config.flips, seconds=seconds, config=config)
