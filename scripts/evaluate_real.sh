@@ -34,6 +34,10 @@ case "$set_name" in
       --input-scale 0.5 --lr-ldm 5e-4 \
       "${COMMON[@]}" --out "${2:-out/eval/hela}" ;;
   qpi-cells)
+    # No refine margin: margin -0.3 (cell unless background beats it by 0.3 on the blended
+    # scores), chosen by scripts/postprocess_study.py with nested selection, added only 0.007
+    # foreground IoU on these frames (README) and cost 0.03 on scikit-image's cell, the one
+    # frame from another set-up we can score. Add --refine margin=-0.3 to score it.
     # Watershed settings (min_distance 5 px on the phase smoothed by sigma 3 px, cells >= 150 px)
     # were chosen on fold 1's *training* frames, never on test frames. h-maxima markers
     # (instances h=0.1, smooth=4) split the TRUE foreground of the training frames better

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_pgdiffseg import SegmentConfig, segment
-from napari_pgdiffseg.core.bundle import load_bundle
+from napari_pgdiffseg import segment
+from napari_pgdiffseg.core.bundle import load_bundle, peek_bundle, resolve_model
+from napari_pgdiffseg.core.pipeline import model_config
 from napari_pgdiffseg.core.data import read_frames
 from napari_pgdiffseg.core.evaluation import fold_groups
 from napari_pgdiffseg.core.metrics import foreground_iou, object_f1
@@ -25,11 +26,11 @@ SETS = {
     # HeLa: a typical frame (0005) and the worst one (0004, whose truth often lies beside the
     # nuclei visible in the phase image).
     "hela": dict(data="qpi-live-dead/HeLa", masks="qpi-live-dead/HeLa-labels", label_map="viability4", n=3,
-                 frame="0005.png", out="real_hela.png"),
+                 frame="0005.png", out="real_hela.png", model="slim-viability"),
     "hela-worst": dict(data="qpi-live-dead/HeLa", masks="qpi-live-dead/HeLa-labels", label_map="viability4", n=3,
-                       frame="0004.png", out="real_hela_worst.png", eval="hela"),
+                       frame="0004.png", out="real_hela_worst.png", eval="hela", model="slim-viability"),
     "qpi-cells": dict(data="qpi-cells", masks=None, label_map="instances", n=2, frame="dense_img_003.tif",
-                      out="real_qpi_cells.png"),
+                      out="real_qpi_cells.png", model="qpi-cells"),
 }
 
 
@@ -48,10 +49,13 @@ def main() -> None:
         i = [Path(p).name for p in fs.names].index(s["frame"])
         fold = int(fold_groups(len(fs), args.folds)[i])
         bundle = load_bundle(Path(args.eval) / s.get("eval", name) / f"fold{fold}" / "bundle")
-        labels = segment(fs.images[i], bundle, SegmentConfig(device="cpu", noise_metrics=False)).labels
+        # The settings the shipped model's card names (e.g. slim-viability's 8 mirrored views).
+        config = model_config(peek_bundle(resolve_model(s["model"]))[0], device="cpu", noise_metrics=False)
+        labels = segment(fs.images[i], bundle, config).labels
         ids = cell_instances(labels, fs.images[i], bundle.card.class_names,
                              InstanceConfig.from_dict(bundle.card.instances))
-        title = (f"{s['frame']} ({s.get('eval', name)}, held out: fold {fold + 1} model), Prior x1 10+10 steps: foreground IoU "
+        title = (f"{s['frame']} ({s.get('eval', name)}, held out: fold {fold + 1} model), Prior x1 10+10 steps"
+                 f"{f', {config.flips} views' if config.flips > 1 else ''}: foreground IoU "
                  f"{foreground_iou(labels, fs.masks[i]):.3f}, object F1 {object_f1(ids, fs.instances[i]):.3f}")
         out = truth_figure(Path("docs/figures") / s["out"], fs.images[i], labels, fs.masks[i], bundle.card.colors,
                            title)
