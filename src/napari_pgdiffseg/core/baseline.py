@@ -264,6 +264,52 @@ def _dataset_summary(dataset: TileDataset) -> dict:
     }
 
 
+def _check_training_inputs(dataset, cfg, class_names) -> tuple[int, tuple[str, ...]]:
+    """(crop in px, class names) after checking the config, the dataset and the names."""
+    if not isinstance(cfg, BaselineConfig):
+        raise ConfigError(f"cfg must be a BaselineConfig, got {type(cfg).__name__}")
+    if not isinstance(dataset, TileDataset):
+        raise ConfigError(f"dataset must be a TileDataset, got {type(dataset).__name__}")
+    if not dataset.has_masks:
+        raise ConfigError("the U-Net baseline trains on image/mask pairs: every frame of the dataset needs a mask")
+    tile = dataset.tile_size
+    if tile % _NET_MULTIPLE or tile < _MIN_CROP:
+        raise ConfigError(
+            f"the dataset's tile_size {tile} must be a multiple of {_NET_MULTIPLE} >= {_MIN_CROP} px for the "
+            "U-Net (the paper's is 256)"
+        )
+    crop = tile if cfg.crop is None else cfg.crop
+    if crop > tile:
+        raise ConfigError(f"crop {crop} is larger than the dataset's {tile} px tiles; use crop <= {tile} or None")
+    names = _default_class_names(dataset.n_classes) if class_names is None else tuple(str(s) for s in class_names)
+    if len(names) != dataset.n_classes:
+        raise ConfigError(f"{len(names)} class names for a dataset of {dataset.n_classes} classes")
+    return crop, names
+
+
+def _trained_card(dataset, cfg: "BaselineConfig", names, report: "BaselineReport") -> "BaselineCard":
+    """The card of a freshly trained baseline: its settings, data, machine and loss curve."""
+    import monai
+
+    from .training import machine_info
+
+    return BaselineCard(
+        backbone=cfg.backbone,
+        class_names=names,
+        normalization=dataset.normalization,  # the rule the tiles were normalised with
+        tile_size=dataset.tile_size,
+        training={
+            "config": cfg.to_dict(),
+            "report": report.to_dict(),
+            "dataset": _dataset_summary(dataset),
+            "machine": machine_info(),
+            "monai": monai.__version__,
+            "loss": "monai DiceLoss(softmax=True, to_onehot_y=True, batch=True)",
+            "optimizer": f"torch.optim.RAdam(lr={cfg.lr}) (the paper: Lookahead + RAdam)",
+        },
+    )
+
+
 def train_baseline(
     dataset: TileDataset,
     cfg: BaselineConfig | None = None,
@@ -284,27 +330,10 @@ def train_baseline(
     from monai.losses import DiceLoss
     from tqdm import tqdm
 
-    from .training import machine_info, random_crop, tile_batches
+    from .training import random_crop, tile_batches
 
     cfg = BaselineConfig() if cfg is None else cfg
-    if not isinstance(cfg, BaselineConfig):
-        raise ConfigError(f"cfg must be a BaselineConfig, got {type(cfg).__name__}")
-    if not isinstance(dataset, TileDataset):
-        raise ConfigError(f"dataset must be a TileDataset, got {type(dataset).__name__}")
-    if not dataset.has_masks:
-        raise ConfigError("the U-Net baseline trains on image/mask pairs: every frame of the dataset needs a mask")
-    tile = dataset.tile_size
-    if tile % _NET_MULTIPLE or tile < _MIN_CROP:
-        raise ConfigError(
-            f"the dataset's tile_size {tile} must be a multiple of {_NET_MULTIPLE} >= {_MIN_CROP} px for the "
-            "U-Net (the paper's is 256)"
-        )
-    crop = tile if cfg.crop is None else cfg.crop
-    if crop > tile:
-        raise ConfigError(f"crop {crop} is larger than the dataset's {tile} px tiles; use crop <= {tile} or None")
-    names = _default_class_names(dataset.n_classes) if class_names is None else tuple(str(s) for s in class_names)
-    if len(names) != dataset.n_classes:
-        raise ConfigError(f"{len(names)} class names for a dataset of {dataset.n_classes} classes")
+    crop, names = _check_training_inputs(dataset, cfg, class_names)
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
         _check_out_dir(out)
@@ -353,24 +382,7 @@ def train_baseline(
     )
     log(f"unet baseline ({cfg.backbone}): {report.steps} steps in {seconds:.0f} s "
         f"({report.seconds_per_step:.2f} s/step), Dice loss {report.first_loss:.4f} -> {report.last_loss:.4f}")
-    import monai
-
-    card = BaselineCard(
-        backbone=cfg.backbone,
-        class_names=names,
-        normalization=dataset.normalization,  # the rule the tiles were normalised with
-        tile_size=tile,
-        training={
-            "config": cfg.to_dict(),
-            "report": report.to_dict(),
-            "dataset": _dataset_summary(dataset),
-            "machine": machine_info(),
-            "monai": monai.__version__,
-            "loss": "monai DiceLoss(softmax=True, to_onehot_y=True, batch=True)",
-            "optimizer": f"torch.optim.RAdam(lr={cfg.lr}) (the paper: Lookahead + RAdam)",
-        },
-    )
-    baseline = Baseline(net, card)
+    baseline = Baseline(net, _trained_card(dataset, cfg, names, report))
     if out is not None:
         save_baseline(baseline, out, overwrite=True)
         log(f"unet baseline saved to {out}")
