@@ -369,3 +369,15 @@ def test_model_list_offers_every_shipped_model_with_what_it_labels(make_napari_v
     w.settings.model_source.value = "slim-viability"  # works at input scale 0.5
     assert w.settings.tile_size.value == "256 px (input scale 0.5: 512 px of the image)"
 
+
+
+def test_a_first_start_and_a_model_choice_show_the_models_own_settings(make_napari_viewer, tiny_bundle_dir):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    card = load_model("slim-viability").card
+    assert card.segment and w.settings.config() == model_config(card)  # no settings file yet
+    assert "scored with flips" in w.settings.model_info.value
+    w.settings.flips.value = 1  # the user's choice ...
+    w.settings.set_bundle("qpi-cells")  # ... until another model with its own settings is chosen
+    w.settings.set_bundle("slim-viability")
+    assert w.settings.config().flips == card.segment["flips"]

@@ -21,7 +21,7 @@ from ..core.bundle import peek_bundle
 from ..core.devices import DEVICES, available_devices, resolve_device
 from ..core.errors import ConfigError, PGDiffSegError
 from ..core.noise import STRATEGIES
-from ..core.pipeline import SETTINGS_HELP, SegmentConfig
+from ..core.pipeline import SETTINGS_HELP, SegmentConfig, model_config
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,15 @@ def _device_choices() -> list[tuple[str, str]]:
     return out
 
 
+def _default_model_config() -> SegmentConfig:
+    """The default model's settings (`pipeline.model_config`), or plain defaults without it."""
+    try:
+        card, _ = peek_bundle(bundle_mod.MODELS_DIR / bundle_mod.DEFAULT_MODEL)
+        return model_config(card)
+    except PGDiffSegError:  # not installed: refresh names the problem
+        return SegmentConfig()
+
+
 class SettingsWidget(Container):
     """Model, device and every SegmentConfig setting, validated live; shared by the widgets.
 
@@ -277,7 +286,7 @@ class SettingsWidget(Container):
         shown += [self.message]
         self.extend(shown)
 
-        base = SegmentConfig()
+        base = _default_model_config()  # a first start shows the default model's own settings
         defaults = {name: getattr(base, name) for name in self._config_widgets}
         defaults.update(model_source=bundle_mod.DEFAULT_MODEL, bundle_path="")
         persisted = {"model_source": self.model_source, "bundle_path": self.bundle_path, **self._config_widgets}
