@@ -18,6 +18,9 @@ ROWS=("Otsu threshold (reference)" "U-Net (ResNet-18)" "Random x1" "Random x5" "
 # are complete, so nothing is trained again; with BASELINE_STEPS=0) to add the flips rows side by side.
 FLIPS=${FLIPS:-}
 [ "${ONLY_PRIOR:-0}" = 1 ] && ROWS=("Prior x1")
+# ONLY_UNET=1 (with BASELINE_STEPS > 0): just the U-Net and Prior x1 rows, on folds whose
+# LDM-S is already trained (only the U-Nets are trained).
+[ "${ONLY_UNET:-0}" = 1 ] && ROWS=("U-Net (ResNet-18)" "Prior x1")
 for f in $FLIPS; do ROWS+=("Prior x1, $f views"); done
 COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --prediction-type sample
         --stride 128 --baseline-steps "$BASELINE_STEPS" --baseline-crop 128 --otsu --tables table2 --methods "${ROWS[@]}"
