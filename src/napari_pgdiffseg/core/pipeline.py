@@ -46,6 +46,9 @@ def _rot90(k: int):
 
 #: The views of test-time augmentation, as (forward, inverse) on the last two axes: the
 #: dihedral group of the square, in the order `flips` takes them (1, 2, 4 or 8 views).
+#: Plain numpy views rather than MONAI's `TestTimeAugmentation`, which draws random
+#: transforms from its own dictionary pipelines; here the views are fixed, exactly
+#: invertible, and what is averaged is the votes and scores that `segment` blends anyway.
 FLIP_VIEWS: tuple[tuple[Callable, Callable], ...] = (
     (lambda a: a, lambda a: a),
     (lambda a: a[..., :, ::-1], lambda a: a[..., :, ::-1]),
