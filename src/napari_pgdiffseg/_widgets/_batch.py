@@ -19,7 +19,7 @@ from ..core.distributed import parse_scheduler
 from ..core.errors import ConfigError
 from ..core.pipeline import Progress, SegmentConfig
 from . import _jobs, _settings
-from ._jobs import Job, JobControls, ProgressBars, Runner, Throttle
+from ._jobs import JobControls, ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 
 DEFAULT_PATTERN = "*.tif; *.tiff; *.png"
@@ -82,12 +82,8 @@ class BatchWidget(JobControls, Container):
 
     def __init__(self, napari_viewer=None, *, use_thread: bool = True):
         super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.use_thread = use_thread
-        self.job: Job | None = None
-        self.bars: ProgressBars | None = None
+        self._init_job(napari_viewer, use_thread, _settings.BundleLoader())
         self.rows: list[dict] = []
-        self._load_bundle = _settings.BundleLoader()
 
         self.input_dir = FileEdit(label="input folder", mode="d", tooltip=tooltip("input_dir"))
         self.pattern = LineEdit(label="files", tooltip=tooltip("pattern"))

@@ -22,8 +22,8 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 from ..core import metrics
 from ..core.errors import InputImageError
 from ..core.noise import NoiseConfig
-from . import _jobs, _settings, _viewer
-from ._jobs import Job, JobControls, ProgressBars, Runner, Throttle
+from . import _settings, _viewer
+from ._jobs import JobControls, ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ..core.pipeline import centre_crop_box, compute_noise
 from ._layers import image_layer, latent_geometry
@@ -161,13 +161,9 @@ class InspectorWidget(JobControls, Container):
 
     def __init__(self, napari_viewer, *, use_thread: bool = True):
         super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.use_thread = use_thread
-        self.job: Job | None = None
-        self.bars: ProgressBars | None = None
+        self._init_job(napari_viewer, use_thread, _settings.BundleLoader())
         self.outcome: InspectOutcome | None = None
         self._request: InspectRequest | None = None
-        self._load_bundle = _settings.BundleLoader()
 
         self.image = ComboBox(label="image", choices=_viewer.layer_choices(napari_viewer, [Image]),
                               tooltip=tooltip("image"))
@@ -269,12 +265,8 @@ class InspectorWidget(JobControls, Container):
                               self.settings.device.value)
 
     def run(self, *_) -> None:
-        if not self._may_run():
-            return
-        try:
-            req = self.request()
-        except InputImageError as e:
-            _jobs.notify_error(e)
+        req = self._take_request()
+        if req is None:
             return
         self._request = req
         self._start(InspectorRunner(req, self._load_bundle), ProgressBars("noise", len(req.strategies), "strategies"),

@@ -17,7 +17,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Slot
 from qtpy.QtCore import Signal as QtSignal
 
-from ..core.errors import PGDiffSegError, SegmentationCancelled
+from ..core.errors import InputImageError, PGDiffSegError, SegmentationCancelled
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,14 @@ class JobControls:
     `_on_progress`, `_on_result`, `_on_cancelled` and `_on_finished`.
     """
 
+    def _init_job(self, viewer, use_thread: bool, load_bundle: Callable[[Any], object]) -> None:
+        """The state every dock widget starts with: its viewer, no job, the model loader."""
+        self.viewer = viewer
+        self.use_thread = use_thread
+        self.job: Job | None = None
+        self.bars: ProgressBars | None = None
+        self._load_bundle = load_bundle
+
     @property
     def running(self) -> bool:
         return self.job is not None
@@ -235,6 +243,16 @@ class JobControls:
             show_error(problem)
             return False
         return True
+
+    def _take_request(self):
+        """The widget's `request()` when Run may start now, else None (the reason notified)."""
+        if not self._may_run():
+            return None
+        try:
+            return self.request()
+        except InputImageError as e:
+            notify_error(e)
+            return None
 
     def _start(self, runner, bars: "ProgressBars", status: str) -> None:
         self.bars = bars

@@ -20,8 +20,8 @@ from ..core.errors import InputImageError
 from ..core.metrics import noise_edges
 from ..core.pipeline import Progress, SegmentConfig, segment_stack
 from ..core.summary import InstanceConfig, cell_instances, foreground_classes, summarize_planes
-from . import _jobs, _settings, _viewer
-from ._jobs import Job, JobControls, ProgressBars, Runner, Throttle
+from . import _settings, _viewer
+from ._jobs import JobControls, ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
 
@@ -158,11 +158,7 @@ class SegmentWidget(JobControls, Container):
 
     def __init__(self, napari_viewer, *, use_thread: bool = True):
         super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.use_thread = use_thread
-        self.job: Job | None = None
-        self.bars: ProgressBars | None = None
-        self._load_bundle = _settings.BundleLoader()
+        self._init_job(napari_viewer, use_thread, _settings.BundleLoader())
 
         self.image = ComboBox(label="image", choices=_viewer.layer_choices(napari_viewer, [Image]),
                               tooltip=tooltip("image"))
@@ -234,12 +230,8 @@ class SegmentWidget(JobControls, Container):
                               self.settings.bundle_dir(), self.settings.config(), self.output_options())
 
     def run(self, *_) -> None:
-        if not self._may_run():
-            return
-        try:
-            req = self.request()
-        except InputImageError as e:
-            _jobs.notify_error(e)
+        req = self._take_request()
+        if req is None:
             return
         n_planes = int(np.prod(np.shape(req.image)[:-2], dtype=int))
         self.summary.value = ""
