@@ -273,7 +273,8 @@ def segment(
                      _view_progress(progress, i, config.flips), cancel, None, None, kept)
         v, sc = inverse(kept["votes"]), inverse(kept["scores"])
         votes, scores = (v, sc) if votes is None else (votes + v, scores + sc)
-        first = first or r
+        if first is None:
+            first = r
         seconds += r.seconds
     votes, scores = votes / config.flips, scores / config.flips
 
