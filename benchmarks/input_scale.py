@@ -18,7 +18,8 @@ import torch
 
 from napari_pgdiffseg import SegmentConfig, segment
 from napari_pgdiffseg.core.bundle import load_model
-from napari_pgdiffseg.core.data import find_frames, read_image
+from napari_pgdiffseg.core.training import find_frames
+from napari_pgdiffseg.core.files import read_image
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def _segment_once(image: str, size: int = 832) -> float:
 
     from napari_pgdiffseg import SegmentConfig, segment
     from napari_pgdiffseg.core.bundle import load_model
-    from napari_pgdiffseg.core.data import read_image
+    from napari_pgdiffseg.core.files import read_image
     from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
 
     torch.set_num_threads(1)

@@ -584,50 +584,43 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.child:
-        print(CHILD_MARK + json.dumps(_child(json.loads(args.child))), flush=True)
-        return 0
-
-    load_start = loadavg()
-    started = _dt.datetime.now().astimezone()
-    t_start = time.perf_counter()
+def measure(args) -> dict:
+    """Run every measurement: the subprocess cases first, then the in-process ones."""
+    m = {"load_start": loadavg(), "started": _dt.datetime.now().astimezone(), "t_start": time.perf_counter()}
     quick = args.quick
-    frame_size = 256 if quick else 832
+    m["frame_size"] = frame_size = 256 if quick else 832
 
     # Memory-measured cases first, while this process is still small: Linux carries a
     # parent's peak RSS into a child's ru_maxrss through (v)fork + exec, so a child started
     # after this process loaded torch and the paper models would report that peak instead.
-    parent_peak = peak_rss_bytes()
-    frame_res = run_child({"kind": "frame", "size": frame_size, "threads": args.threads}, timeout=1800)
+    m["parent_peak"] = peak_rss_bytes()
+    m["frame"] = run_child({"kind": "frame", "size": frame_size, "threads": args.threads}, timeout=1800)
     # The same frame with the networks batched (batch_invariant "off"): what determinism costs.
-    frame_off = run_child({"kind": "frame", "size": frame_size, "threads": args.threads, "batch_invariant": "off"},
-                          timeout=1800)
-    huge_res = None
+    m["frame_off"] = run_child({"kind": "frame", "size": frame_size, "threads": args.threads,
+                                "batch_invariant": "off"}, timeout=1800)
+    m["huge"] = None
     if args.huge:
-        huge_res = [run_child({"kind": "huge", "size": 10_000, "threads": args.threads}, timeout=3600),
-                    run_child({"kind": "huge", "size": 10_000, "threads": args.threads, "lazy": True}, timeout=3600)]
+        m["huge"] = [run_child({"kind": "huge", "size": 10_000, "threads": args.threads}, timeout=3600),
+                     run_child({"kind": "huge", "size": 10_000, "threads": args.threads, "lazy": True}, timeout=3600)]
 
     import torch
 
-    from napari_pgdiffseg import SegmentConfig
     from napari_pgdiffseg.core.bundle import create_bundle, load_model
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    m["threads"] = threads = torch.get_num_threads()
     batches = (1, 4) if quick else (1, 4, 16)
-    warmup, repeats = (1, 1) if quick else (2, 5)
+    m["warmup"], m["repeats"] = warmup, repeats = (1, 1) if quick else (2, 5)
 
     _log("yardsticks: matmul and conv GFLOP/s")
-    peak = matmul_gflops(2048, repeats=2 if quick else 5)
-    conv = conv_gflops(repeats=2 if quick else 5)
+    m["peak"] = matmul_gflops(2048, repeats=2 if quick else 5)
+    m["conv"] = conv_gflops(repeats=2 if quick else 5)
 
     bundle = load_model("synthetic-demo")
-    rows = bench_unets(bundle, "shipped (small)", batches, warmup, repeats)
-    variants = bench_variants(bundle, 4, warmup, repeats if quick else 7, do_compile=not quick,
-                              threads=threads, other_threads=not quick)
+    m["rows"] = bench_unets(bundle, "shipped (small)", batches, warmup, repeats)
+    m["variants"] = bench_variants(bundle, 4, warmup, repeats if quick else 7, do_compile=not quick,
+                                   threads=threads, other_threads=not quick)
     del bundle
     gc.collect()
     if not quick:
@@ -635,95 +628,122 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         paper = create_bundle("paper")
         _log(f"paper bundle built in {time.perf_counter() - t0:.1f} s")
-        rows += bench_unets(paper, "paper (random weights)", (1, 4), warmup=1, repeats=1)
+        m["rows"] += bench_unets(paper, "paper (random weights)", (1, 4), warmup=1, repeats=1)
         del paper
         gc.collect()
-    peak_end = matmul_gflops(2048, repeats=2 if quick else 3)
+    m["peak_end"] = matmul_gflops(2048, repeats=2 if quick else 3)
+    return m
 
-    default = SegmentConfig()
-    out = []
-    out.append("# PG-DiffSeg speed and memory benchmark" + (" (--quick)" if quick else ""))
-    out.append("")
-    out.append(
+
+def _header(m: dict, quick: bool) -> list[str]:
+    import torch
+
+    return [
+        "# PG-DiffSeg speed and memory benchmark" + (" (--quick)" if quick else ""),
+        "",
         f"Machine: {cpu_name()} ({platform.machine()}), {usable_cores()} usable cores "
         f"(os.cpu_count {os.cpu_count()}), Python {platform.python_version()}, torch {torch.__version__}, "
-        f"torch threads {threads}, load average (1/5/15 min) at start {load_start}, at end {loadavg()}; "
-        f"date {started.isoformat(timespec='seconds')}; benchmark wall time "
-        f"{time.perf_counter() - t_start:.0f} s."
-    )
-    out.append("")
-    out.append("## Machine yardsticks (float32)")
-    out.append("")
-    out.append(md_table(
-        ["when", "op", "GFLOP", "best ms", "runs", "GFLOP/s"],
-        [[w, p["op"], Num(p["gflop"], ".2f"), Num(p["best_s"] * 1e3), p["repeats"], Num(p["gflops"])]
-         for w, p in (("start", peak), ("start", conv), ("end", peak_end))]))
-    out.append("")
-    out.append("Ratios below use the start values. torch.matmul runs MKL sgemm and convolutions run oneDNN; "
-               "where oneDNN uses wider vector units than MKL (e.g. AVX-512 on AMD CPUs), a large U-Net can "
-               "exceed the matmul figure (ratio > 1), so the conv yardstick is given too.")
-    out.append("")
-    out.append("## Network evaluations (ms per NFE)")
-    out.append("")
-    out.append(nfe_table(rows))
-    out.append("")
-    out.append(
+        f"torch threads {m['threads']}, load average (1/5/15 min) at start {m['load_start']}, at end {loadavg()}; "
+        f"date {m['started'].isoformat(timespec='seconds')}; benchmark wall time "
+        f"{time.perf_counter() - m['t_start']:.0f} s.",
+        "",
+        "## Machine yardsticks (float32)",
+        "",
+        md_table(["when", "op", "GFLOP", "best ms", "runs", "GFLOP/s"],
+                 [[w, p["op"], Num(p["gflop"], ".2f"), Num(p["best_s"] * 1e3), p["repeats"], Num(p["gflops"])]
+                  for w, p in (("start", m["peak"]), ("start", m["conv"]), ("end", m["peak_end"]))]),
+        "",
+        "Ratios below use the start values. torch.matmul runs MKL sgemm and convolutions run oneDNN; "
+        "where oneDNN uses wider vector units than MKL (e.g. AVX-512 on AMD CPUs), a large U-Net can "
+        "exceed the matmul figure (ratio > 1), so the conv yardstick is given too.",
+        "",
+    ]
+
+
+def _network_sections(m: dict, quick: bool) -> list[str]:
+    warmup, repeats = m["warmup"], m["repeats"]
+    return [
+        "## Network evaluations (ms per NFE)",
+        "",
+        nfe_table(m["rows"]),
+        "",
         "Latents are 64 x 64 for 256 px tiles; LDM-P takes the 3-channel image latent, LDM-S the n = 3 mask "
         "channels + 3 image-latent channels. Timestep 500, `torch.inference_mode()`, "
         + (f"{warmup} warm-up + {repeats} timed calls per row" if quick else
            f"shipped: {warmup} warm-up + {repeats} timed calls; paper: 1 warm-up + 1 timed call")
-        + (". The paper preset is skipped with --quick." if quick else ".")
-    )
-    out.append("")
-    out.append("## Achieved GFLOP/s per U-Net forward")
-    out.append("")
-    out.append(flops_table(rows, peak, conv))
-    out.append("")
-    out.append("FLOPs from `torch.utils.flop_counter.FlopCounterMode` (convolutions, linear layers, attention "
-               "matmuls; 2 FLOPs per multiply-add) at batch 1, times the batch.")
-    out.append("")
-    out.append("## Variants of the shipped LDM-S")
-    out.append("")
-    out.append(variants_table(variants))
-    out.append("")
-    out.append("Timed calls interleaved round-robin after each variant's warm-up; keep = median more than "
-               f"{KEEP_THRESHOLD - 1:.0%} faster than eager.")
-    out.append("")
-    out.append(f"## Seconds per {frame_size} x {frame_size} frame (default SegmentConfig)")
-    out.append("")
-    out.append(frame_table([frame_res, frame_off], frame_size))
-    out.append("")
-    if "error" not in frame_res and "error" not in frame_off:
-        out.append(f"Batch-invariant tiles (one tile per network call, bit-identical labels for every tile batch; "
-                   f"the default on CPUs) take {frame_res['wall_s'] / frame_off['wall_s']:.2f}x the time of "
-                   "batched tiles, measured side by side above.")
-        out.append("")
-    out.append(
+        + (". The paper preset is skipped with --quick." if quick else "."),
+        "",
+        "## Achieved GFLOP/s per U-Net forward",
+        "",
+        flops_table(m["rows"], m["peak"], m["conv"]),
+        "",
+        "FLOPs from `torch.utils.flop_counter.FlopCounterMode` (convolutions, linear layers, attention "
+        "matmuls; 2 FLOPs per multiply-add) at batch 1, times the batch.",
+        "",
+        "## Variants of the shipped LDM-S",
+        "",
+        variants_table(m["variants"]),
+        "",
+        "Timed calls interleaved round-robin after each variant's warm-up; keep = median more than "
+        f"{KEEP_THRESHOLD - 1:.0%} faster than eager.",
+        "",
+    ]
+
+
+def _frame_section(m: dict) -> list[str]:
+    from napari_pgdiffseg import SegmentConfig
+
+    default, size = SegmentConfig(), m["frame_size"]
+    frame, frame_off = m["frame"], m["frame_off"]
+    out = [f"## Seconds per {size} x {size} frame (default SegmentConfig)", "",
+           frame_table([frame, frame_off], size), ""]
+    if "error" not in frame and "error" not in frame_off:
+        out += [f"Batch-invariant tiles (one tile per network call, bit-identical labels for every tile batch; "
+                f"the default on CPUs) take {frame['wall_s'] / frame_off['wall_s']:.2f}x the time of "
+                "batched tiles, measured side by side above.", ""]
+    out += [
         f"`SegmentConfig()` defaults at run time: strategy {default.strategy!r}, {default.inversion_steps} "
         f"inversion + {default.sampling_steps} sampling steps, ensemble {default.ensemble}, "
         f"{default.nfe_per_tile()} NFE / tile, tile batch {default.tile_batch}, overlap {default.overlap} px; "
         "run with noise_metrics=False, shipped bundle, synthetic frame (`make_frame`), one fresh subprocess "
         "(first call, no warm-up), run before this process imports torch. Peak RSS = ru_maxrss of that "
         "subprocess (imports + bundle + frame + run; it includes the launching process's peak, "
-        f"{parent_peak / 2**20:.0f} MiB when launched); VmHWM = the same process's own high-water mark "
-        "(Linux /proc/self/status)."
-    )
-    out.append("")
-    out.append("## Huge frame (memory)")
-    out.append("")
-    if huge_res is None:
-        out.append("Not run (pass --huge).")
-    else:
-        out.append(huge_table(huge_res, 10_000))
-        out.append("")
-        out.append("Shipped bundle, strategy 'random', sampling_steps=1 (peak memory does not depend on the step "
-                   "count: every step reuses the same tile-batch tensors), noise_metrics=False, one fresh "
-                   "subprocess; the in-memory input frame is part of the RSS; RSS before segment = VmRSS after "
-                   "imports, bundle and input frame. The lazy row reads the frame through `core.source` (tiles and a "
-                   "strided sample for the percentiles) and writes labels and agreement into `labels_out` / "
-                   "`agreement_out` files; only the starting noise (n x H/4 x W/4 float32) stays frame-sized. PASS = the larger of ru_maxrss and VmHWM is within the limit and the "
-                   "labels have the frame's shape.")
-    text = "\n".join(out) + "\n"
+        f"{m['parent_peak'] / 2**20:.0f} MiB when launched); VmHWM = the same process's own high-water mark "
+        "(Linux /proc/self/status).",
+        "",
+    ]
+    return out
+
+
+def _huge_section(m: dict) -> list[str]:
+    out = ["## Huge frame (memory)", ""]
+    if m["huge"] is None:
+        return out + ["Not run (pass --huge)."]
+    return out + [
+        huge_table(m["huge"], 10_000),
+        "",
+        "Shipped bundle, strategy 'random', sampling_steps=1 (peak memory does not depend on the step "
+        "count: every step reuses the same tile-batch tensors), noise_metrics=False, one fresh "
+        "subprocess; the in-memory input frame is part of the RSS; RSS before segment = VmRSS after "
+        "imports, bundle and input frame. The lazy row reads the frame through `core.source` (tiles and a "
+        "strided sample for the percentiles) and writes labels and agreement into `labels_out` / "
+        "`agreement_out` files; only the starting noise (n x H/4 x W/4 float32) stays frame-sized. PASS = the "
+        "larger of ru_maxrss and VmHWM is within the limit and the labels have the frame's shape.",
+    ]
+
+
+def report(m: dict, quick: bool) -> str:
+    """The markdown report of `measure`'s results."""
+    lines = _header(m, quick) + _network_sections(m, quick) + _frame_section(m) + _huge_section(m)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        print(CHILD_MARK + json.dumps(_child(json.loads(args.child))), flush=True)
+        return 0
+    text = report(measure(args), args.quick)
     sys.stdout.write(text)
     sys.stdout.flush()
     if args.out:

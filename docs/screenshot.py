@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     except (ImportError, AttributeError):
         pass
 
-    from napari_pgdiffseg.core.data import read_image
+    from napari_pgdiffseg.core.files import read_image
 
     frame_path = pick_frame(args.image)
     image = read_image(frame_path)

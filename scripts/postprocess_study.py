@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from napari_pgdiffseg.core.bundle import load_bundle
-from napari_pgdiffseg.core.data import read_frames
+from napari_pgdiffseg.core.training import read_frames
 from napari_pgdiffseg.core.evaluation import OBJECT_IOU, fold_groups
 from napari_pgdiffseg.core.metrics import foreground_iou, object_f1
 from napari_pgdiffseg.core.pipeline import SegmentConfig, segment
 from napari_pgdiffseg.core.postprocess import Refine, refine_labels
-from napari_pgdiffseg.core.summary import InstanceConfig, cell_instances
+from napari_pgdiffseg.core.cells import InstanceConfig, cell_instances
 
 DATA = Path(os.environ.get("PGDIFFSEG_DATA", "../shared/data"))
 SETS = {

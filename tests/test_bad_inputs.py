@@ -196,7 +196,7 @@ def test_disk_full_mid_write_leaves_no_file(tiny_bundle_dir, tmp_path, capsys, m
 
 
 def test_labels_with_unknown_classes_are_refused(tmp_path):
-    from napari_pgdiffseg.core.data import read_mask
+    from napari_pgdiffseg.core.training import read_mask
 
     f = tmp_path / "m.tif"
     tifffile.imwrite(f, np.array([[0, 1], [2, 7]] * 8, np.uint8).repeat(8, axis=1))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.io import atomic_write
+from .core.files import atomic_write
 from .core.metrics import noise_edges
 from .core.pipeline import SegmentationResult
 

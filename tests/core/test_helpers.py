@@ -10,7 +10,7 @@ from napari_pgdiffseg.core.errors import BundleError, SegmentationCancelled
 from napari_pgdiffseg.core.noise import NoiseConfig
 from napari_pgdiffseg.core.bundle import peek_bundle
 from napari_pgdiffseg.core.pipeline import compute_noise
-from napari_pgdiffseg.core.summary import split_cells, summarize_planes
+from napari_pgdiffseg.core.cells import split_cells, summarize_planes
 
 
 @pytest.fixture(scope="module")

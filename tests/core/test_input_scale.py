@@ -12,7 +12,7 @@ from napari_pgdiffseg.core.noise import NoiseConfig
 from napari_pgdiffseg.core.pipeline import compute_noise
 from napari_pgdiffseg.core.preprocess import check_input_scale, rescale_frame, rescale_labels, scaled_shape
 from napari_pgdiffseg.core.training import build_training_data
-from napari_pgdiffseg.core.data import FrameSet
+from napari_pgdiffseg.core.training import FrameSet
 
 
 def _half(bundle):

@@ -10,7 +10,7 @@ from napari_pgdiffseg import SegmentConfig, segment
 from napari_pgdiffseg.core.bundle import (
     CARD_NAME, DEFAULT_MODEL, MODELS_DIR, load_model, resolve_model, shipped_models,
 )
-from napari_pgdiffseg.core.data import read_image
+from napari_pgdiffseg.core.files import read_image
 from napari_pgdiffseg.core.errors import BundleError
 from napari_pgdiffseg.core.metrics import mean_iou
 from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_dataset

@@ -219,7 +219,7 @@ def test_written_files_have_normal_permissions(tmp_path):
     import os
     import stat
 
-    from napari_pgdiffseg.core.io import write_tiff
+    from napari_pgdiffseg.core.files import write_tiff
 
     umask = os.umask(0o022)
     try:

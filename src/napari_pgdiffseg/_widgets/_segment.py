@@ -19,7 +19,7 @@ from napari.utils.notifications import show_info
 from ..core.errors import InputImageError
 from ..core.metrics import noise_edges
 from ..core.pipeline import Progress, SegmentConfig, segment_stack
-from ..core.summary import InstanceConfig, cell_instances, foreground_classes, summarize_planes
+from ..core.cells import InstanceConfig, cell_instances, foreground_classes, summarize_planes
 from . import _settings, _viewer
 from ._jobs import JobControls, ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip

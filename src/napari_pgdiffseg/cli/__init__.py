@@ -15,7 +15,7 @@ from . import evaluate, models, segment, train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..core.baseline import BaselineConfig
+    from ..core.training import BaselineConfig
     from ..core.devices import DEVICES
     from ..core.training import TrainConfig
 

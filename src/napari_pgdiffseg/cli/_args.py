@@ -67,7 +67,7 @@ def slug(text: str) -> str:
 
 def add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficulty: float, data_help: str) -> None:
     """--data/--masks folders, --label-map, --classes and --synthetic frames: shared by train, train-baseline, evaluate."""
-    from ..core.data import LABEL_MAP_NAMES
+    from ..core.training import LABEL_MAP_NAMES
     from ..core.generators import SYNTHETIC_KINDS
 
     p.add_argument("--data", nargs="*", default=[], help=data_help)
@@ -94,7 +94,7 @@ def add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficulty
 
 
 def augment_from_args(args):
-    from ..core.data import Augment
+    from ..core.training import Augment
 
     return Augment(brightness=args.brightness, contrast=args.contrast, noise=args.noise)
 
@@ -144,7 +144,7 @@ def card_from_args(args, card):
     and --refine applied."""
     from ..core.postprocess import Refine
     from ..core.preprocess import Normalization, check_input_scale
-    from ..core.summary import InstanceConfig
+    from ..core.cells import InstanceConfig
 
     instances = dict(card.instances)
     if args.instances:
@@ -176,7 +176,7 @@ def class_names_from_args(args, model_card=None) -> tuple[str, ...]:
 
 
 def label_map_from_args(args):
-    from ..core.data import parse_label_map
+    from ..core.training import parse_label_map
 
     if args.label_map:
         parse_label_map(args.label_map)  # a bad spec fails here, before any file is read

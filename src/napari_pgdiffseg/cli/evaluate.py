@@ -30,7 +30,7 @@ def _evaluation_frames(args, class_names):
 
     The same loader as training (`data.read_frames`), so a frame is read one way everywhere.
     """
-    from ..core.data import mask_instances, read_frames
+    from ..core.training import mask_instances, read_frames
     from ..core.generators import make_synthetic
 
     images, masks, instances, parts = [], [], [], []
@@ -63,7 +63,7 @@ def _fold_trainer(args, out: Path, class_names):
     training frames, never to its test frames.
     """
     from ..core.bundle import load_model
-    from ..core.data import FrameSet
+    from ..core.training import FrameSet
     from ..core.training import StageConfig, TrainConfig, build_training_data, train_bundle, with_classes
 
     cfg = TrainConfig(
@@ -96,7 +96,7 @@ def _fold_trainer(args, out: Path, class_names):
                                  provenance={"command": "pgdiffseg " + " ".join(args.argv), "fold": fold, "data": desc})
         predict = None
         if args.baseline_steps:
-            from ..core.baseline import BaselineConfig, train_baseline
+            from ..core.training import BaselineConfig, train_baseline
 
             bcfg = BaselineConfig(steps=args.baseline_steps, seed=args.seed, device=args.device,
                                   crop=args.baseline_crop)
@@ -111,7 +111,7 @@ def _baseline_predict(baseline, args, input_scale: float = 1.0):
     """The U-Net's labels of a frame, at the pixel size it was trained at (`input_scale`)."""
     import numpy as np
 
-    from ..core.baseline import segment_baseline
+    from ..core.training import segment_baseline
     from ..core.preprocess import check_frame, rescale_frame, rescale_labels
 
     device = "cpu" if args.device == "auto" else args.device
@@ -132,7 +132,7 @@ def cmd_evaluate(args) -> int:
 
     from ..core.bundle import DEFAULT_MODEL, load_model, peek_bundle, resolve_model
     from ..core.evaluation import TABLES, cross_validate, method_tables
-    from ..core.io import atomic_write
+    from ..core.files import atomic_write
 
     tables = list(dict.fromkeys(args.tables))
     bad = set(tables) - set(TABLES)
@@ -153,7 +153,7 @@ def cmd_evaluate(args) -> int:
 
     baseline = None
     if args.baseline and not args.train_folds:
-        from ..core.baseline import load_baseline
+        from ..core.training import load_baseline
 
         baseline = _baseline_predict(load_baseline(args.baseline), args)
 
@@ -223,7 +223,7 @@ def _check_methods(args, tables, all_rows) -> None:
 def _write_run_tables(args, out: Path, tables, label: str, ptype: str, results: dict) -> list[str]:
     """One markdown table (printed) and one CSV per table of a run; returns the markdown."""
     from ..core.evaluation import csv_text, markdown_table
-    from ..core.io import atomic_write
+    from ..core.files import atomic_write
 
     md = []
     for t in tables:

@@ -74,11 +74,11 @@ def cmd_demo(args) -> int:
 
     from .._sample_data import SKIMAGE_CELL_MODEL, skimage_cell_truth
     from ..core.filejob import cells_path, output_path
-    from ..core.data import read_image
-    from ..core.io import write_tiff
+    from ..core.files import read_image
+    from ..core.files import write_tiff
     from ..core.metrics import foreground_iou, segmentation_scores
     from ..core.pipeline import segment
-    from ..core.summary import InstanceConfig, cell_instances, foreground_classes, instance_dtype, summarize_planes
+    from ..core.cells import InstanceConfig, cell_instances, foreground_classes, instance_dtype, summarize_planes
     from ..core.synthetic import SyntheticConfig, make_frame
     from ..figure import demo_figure
 

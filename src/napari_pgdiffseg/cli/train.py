@@ -94,7 +94,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_train_baseline(args) -> int:
-    from ..core.baseline import BaselineConfig, train_baseline
+    from ..core.training import BaselineConfig, train_baseline
     from ..core.training import build_training_data
 
     cfg = BaselineConfig(backbone=args.backbone, steps=args.steps, batch_size=args.batch, lr=args.lr,
@@ -113,7 +113,7 @@ def cmd_train_baseline(args) -> int:
 
 
 def add_parsers(sub, defaults) -> None:
-    from ..core.baseline import BACKBONES
+    from ..core.training import BACKBONES
     from ..core.models import PRESETS
     from ..core.training import MIXED_PRECISION, PREDICTION_TYPES, STAGES
 

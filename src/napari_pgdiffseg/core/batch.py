@@ -19,10 +19,10 @@ from pathlib import Path
 from .bundle import Bundle
 from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
 from .filejob import cells_path, error_row, output_path, segment_file
-from .io import atomic_write
+from .files import atomic_write
 from .engine import CancelCheck, Progress, cancel_check
 from .pipeline import SegmentConfig
-from .summary import foreground_classes
+from .cells import foreground_classes
 
 CSV_NAME = "pgdiffseg_results.csv"
 _HEAD = ("file", "status", "output", "cells_output", "planes")

@@ -25,7 +25,7 @@ from diffusers import DDIMScheduler, UNet2DModel, VQModel
 from safetensors import safe_open
 
 from .errors import BundleError, ConfigError
-from .io import atomic_replace_dir
+from .files import atomic_replace_dir
 from .models import LATENT_CHANNELS, build_autoencoder, build_ldm_p, build_ldm_s, build_scheduler, get_preset
 from .postprocess import Refine
 from .preprocess import Normalization, check_input_scale

@@ -7,7 +7,7 @@ cluster of our own: dask schedules, retries and reassigns work when a worker die
   up on it, and keeps it for every task; a worker restarted by its nanny loads it again.
   Tasks run with cores // workers torch threads on a LocalCluster.
 - Each task segments one file (a frame, or a stack of planes kept in one labels file) and
-  writes its labels itself, atomically (`core.filejob`, `core.io.write_tiff`: temp file, then rename). A
+  writes its labels itself, atomically (`core.filejob`, `core.files.write_tiff`: temp file, then rename). A
   task that dies half-way leaves no output, and a task run twice (its worker died after the
   write) writes the same bytes again: nothing is lost or duplicated.
 - Bad input (`PGDiffSegError`, e.g. an RGB file) is recorded in the file's row at once; it

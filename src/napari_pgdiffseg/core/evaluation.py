@@ -20,10 +20,10 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import ConfigError
-from .io import atomic_write
+from .files import atomic_write
 from .metrics import dead_share_of_live, foreground_iou, object_f1, segmentation_scores
 from .pipeline import SegmentConfig, segment
-from .summary import InstanceConfig, cell_instances, class_id
+from .cells import InstanceConfig, cell_instances, class_id
 
 # The paper's step counts (Sec. 4.3: 100 inversion steps, 200 DDIM sampling steps).
 PAPER_INVERSION_STEPS = 100
@@ -250,7 +250,7 @@ def evaluate(
     share their scores. groups: each frame's fold (see `MethodScores.units`); None:
     statistics over frames.
     """
-    from .data import mask_instances
+    from .training.frames import mask_instances
 
     if isinstance(methods, dict):
         methods = [Method(k, v) for k, v in methods.items()]
@@ -368,7 +368,7 @@ def write_csv(path: str | Path, scores: Sequence[MethodScores], extra: dict | No
 
 def fold_groups(n_frames: int, folds: int, seed: int = 0) -> np.ndarray:
     """Each frame's test fold under `data.kfold_split` (all zeros for folds = 1)."""
-    from .data import kfold_split
+    from .training.frames import kfold_split
 
     groups = np.zeros(n_frames, np.int64)
     if folds > 1:
@@ -402,7 +402,7 @@ def cross_validate(
     folds only group the frames for the mean (SD). `methods_for(baseline)` builds the rows.
     `instances`: true id maps per frame (see `evaluate`).
     """
-    from .data import mask_instances
+    from .training.frames import mask_instances
 
     if instances is None:
         instances = [mask_instances(m) for m in masks]

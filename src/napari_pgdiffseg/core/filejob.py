@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import Bundle
-from .data import read_image
-from .io import write_tiff
+from .files import read_image
+from .files import write_tiff
 from .engine import CancelCheck, Progress
 from .pipeline import SegmentConfig, segment_stack
 from .preprocess import as_planes
-from .summary import InstanceConfig, cell_instances, instance_dtype, summarize_planes
+from .cells import InstanceConfig, cell_instances, instance_dtype, summarize_planes
 
 
 def output_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:

@@ -93,7 +93,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import ConfigError
-from .io import write_tiff
+from .files import write_tiff
 
 __all__ = ["SyntheticConfig", "make_frame", "make_dataset", "write_dataset", "frame_rng"]
 

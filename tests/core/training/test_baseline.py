@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pgdiffseg.core.baseline import (
+from napari_pgdiffseg.core.training.baseline import (
     CARD_FILE,
     WEIGHTS_FILE,
     BaselineConfig,
@@ -20,7 +20,7 @@ from napari_pgdiffseg.core.baseline import (
     segment_baseline,
     train_baseline,
 )
-from napari_pgdiffseg.core.data import Augment, TileDataset
+from napari_pgdiffseg.core.training import Augment, TileDataset
 from napari_pgdiffseg.core.errors import BundleError, ConfigError
 from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_dataset
 

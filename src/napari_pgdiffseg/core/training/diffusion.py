@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -24,12 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .bundle import Bundle, BundleCard, create_bundle, save_bundle
-from .data import FrameSet, TileDataset
-from .errors import ConfigError
-from .io import atomic_replace_dir
-from .models import encode_latents, get_preset
-from .sampling import mask_to_latent
+from ..bundle import Bundle, BundleCard, create_bundle, save_bundle
+from ..errors import ConfigError
+from ..files import atomic_replace_dir
+from ..models import encode_latents, get_preset
+from ..sampling import mask_to_latent
+from .dataset import TileDataset
+from .frames import FrameSet
+from .loop import machine_info, tile_batches, random_crop
 
 STAGES = ("autoencoder", "ldm_p", "ldm_s")
 #: What LDM-S predicts: epsilon (the paper's eq. 6) or the clean sample x0.
@@ -105,7 +107,7 @@ def process_state(device: str = "auto"):
     """
     from accelerate import PartialState
 
-    from .devices import resolve_device
+    from ..devices import resolve_device
 
     return PartialState(cpu=resolve_device(device).type == "cpu")
 
@@ -113,7 +115,7 @@ def process_state(device: str = "auto"):
 def _accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
 
-    from .devices import resolve_device
+    from ..devices import resolve_device
 
     device = resolve_device(cfg.device)
     if process_state(cfg.device).num_processes == 1:
@@ -128,36 +130,6 @@ def _accelerator(cfg: TrainConfig):
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
     )
-
-
-def tile_batches(dataset: TileDataset, batch_size: int, seed: int, num_workers: int) -> Iterator[dict]:
-    """Endless shuffled batches; each epoch reseeds the dataset's augmentation."""
-    g = torch.Generator().manual_seed(seed)
-    epoch = 0
-    while True:
-        dataset.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, generator=g, drop_last=len(dataset) >= batch_size,
-            num_workers=num_workers,
-        )
-        yield from loader
-        epoch += 1
-
-
-def random_crop(batch: dict, size: int, g: torch.Generator) -> dict:
-    """The same random `size` px window of every image (and mask) of the batch, at a multiple
-    of 4 px (the autoencoder's factor), so the latent grid stays aligned."""
-    img = batch["image"]
-    h, w = img.shape[-2:]
-    if size >= h and size >= w:
-        return batch
-    y = int(torch.randint(0, h - size + 1, (1,), generator=g)) // 4 * 4
-    x = int(torch.randint(0, w - size + 1, (1,), generator=g)) // 4 * 4
-    out = dict(batch)
-    out["image"] = img[..., y : y + size, x : x + size]
-    if "mask" in batch:
-        out["mask"] = batch["mask"][..., y : y + size, x : x + size]
-    return out
 
 
 class _Checkpoint:
@@ -455,17 +427,6 @@ def _silent(_: str) -> None:
     pass
 
 
-def machine_info() -> dict:
-    """Where a run happened: enough to compare timings honestly."""
-    import platform
-
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def build_training_data(
     data_dirs: list[str | os.PathLike] = (),
     *,
@@ -497,11 +458,12 @@ def build_training_data(
     normalises frames. Returns (unlabelled, labelled or
     None, description for the bundle's provenance).
     """
-    from .preprocess import check_input_scale, rescale_frame, rescale_labels
+    from ..preprocess import check_input_scale, rescale_frame, rescale_labels
 
     input_scale = check_input_scale(input_scale)
-    from .data import Augment, read_frames
-    from .generators import make_synthetic
+    from .dataset import Augment
+    from .frames import read_frames
+    from ..generators import make_synthetic
 
     augment = Augment() if augment is None else augment
     images, masks_, names = [], [], []
@@ -526,7 +488,7 @@ def build_training_data(
     if input_scale != 1.0:
         images = [rescale_frame(np.asarray(im, np.float32), input_scale) for im in images]
         masks_ = [None if m is None else rescale_labels(m, im.shape) for m, im in zip(masks_, images)]
-    from .preprocess import Normalization
+    from ..preprocess import Normalization
 
     normalization = Normalization() if normalization is None else normalization
     common = dict(tile_size=tile_size, stride=stride, augment=augment, seed=seed, normalization=normalization)
@@ -561,4 +523,5 @@ def summarize_reports(reports: list[StageReport]) -> str:
 
 
 __all__ = ["STAGES", "StageConfig", "TrainConfig", "StageReport", "build_training_data", "train_bundle",
-           "latent_scaling_factor", "summarize_reports", "with_classes"]
+           "latent_scaling_factor", "summarize_reports", "with_classes", "process_state",
+           "MIXED_PRECISION", "PREDICTION_TYPES", "stage_model_and_loss"]

@@ -12,7 +12,7 @@ frames of any size through the same checks, normalisation and overlapping tiling
       unet_baseline.json          backbone, classes, input normalisation, tile size,
                                   training config and report, machine
 
-Training reuses `training.py`'s batch iterator and cropping, so the baseline sees exactly
+Training reuses `training.loop`'s batch iterator and cropping, so the baseline sees exactly
 the tiles, shuffling and augmentation draws that the diffusion stages see.
 """
 
@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import TileDataset
-from .devices import DEVICES, resolve_device
-from .engine import TileRun
-from .errors import BundleError, ConfigError
-from .io import atomic_replace_dir
-from .preprocess import Normalization, check_frame, normalize
-from .tiling import Stitcher, TileGrid
+from ..devices import DEVICES, resolve_device
+from ..engine import TileRun
+from ..errors import BundleError, ConfigError
+from ..files import atomic_replace_dir
+from ..preprocess import Normalization, check_frame, normalize
+from ..tiling import Stitcher, TileGrid
+from .dataset import TileDataset
+from .loop import machine_info, random_crop, tile_batches
 
 __all__ = [
     "BACKBONES",
@@ -233,7 +234,7 @@ def build_unet(backbone: str = "resnet18", n_classes: int = 3) -> torch.nn.Modul
 
 
 def _default_class_names(n: int) -> tuple[str, ...]:
-    from .bundle import DEFAULT_CLASS_NAMES
+    from ..bundle import DEFAULT_CLASS_NAMES
 
     return DEFAULT_CLASS_NAMES if n == len(DEFAULT_CLASS_NAMES) else tuple(f"class_{i}" for i in range(n))
 
@@ -291,7 +292,6 @@ def _trained_card(dataset, cfg: "BaselineConfig", names, report: "BaselineReport
     """The card of a freshly trained baseline: its settings, data, machine and loss curve."""
     import monai
 
-    from .training import machine_info
 
     return BaselineCard(
         backbone=cfg.backbone,
@@ -330,7 +330,6 @@ def train_baseline(
     from monai.losses import DiceLoss
     from tqdm import tqdm
 
-    from .training import random_crop, tile_batches
 
     cfg = BaselineConfig() if cfg is None else cfg
     crop, names = _check_training_inputs(dataset, cfg, class_names)
@@ -350,7 +349,7 @@ def train_baseline(
     # The paper used Lookahead(RAdam). torch has RAdam but no Lookahead (it lives only in
     # third-party packages), so plain RAdam here.
     opt = torch.optim.RAdam(net.parameters(), lr=cfg.lr)
-    # Plain torch device placement, not accelerate as in training.py: one network on one
+    # Plain torch device placement, not accelerate as in training.diffusion: one network on one
     # device needs nothing more, and the loop stays easy to time.
     batches = tile_batches(dataset, cfg.batch_size, cfg.seed, cfg.num_workers)
     g = torch.Generator().manual_seed(cfg.seed + 1)  # crop positions

@@ -1,11 +1,16 @@
-"""Atomic files and folders: nothing half-written under a final name, nothing a crash leaves behind breaks a later save."""
+"""core.files: reading image files (formats, RGB-as-grey, clear errors) and atomic files and folders
+(nothing half-written under a final name, nothing a crash leaves behind breaks a later save)."""
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 import torch
+from PIL import Image
 
 from napari_pgdiffseg import create_bundle, load_bundle, save_bundle
-from napari_pgdiffseg.core.io import atomic_replace_dir, atomic_write
+from napari_pgdiffseg.core.errors import InputImageError
+from napari_pgdiffseg.core.files import atomic_replace_dir, atomic_write, read_image
 
 
 def _crash_leftover(folder, name):
@@ -52,7 +57,7 @@ def test_save_bundle_survives_a_crash_leftover(tmp_path):
 
 
 def test_checkpoint_save_survives_a_crash_leftover(tmp_path):
-    from napari_pgdiffseg.core.training import _Checkpoint
+    from napari_pgdiffseg.core.training.diffusion import _Checkpoint
 
     model = create_bundle("tiny").ldm_s
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -67,7 +72,7 @@ def test_checkpoint_save_survives_a_crash_leftover(tmp_path):
 
 
 def test_baseline_save_survives_a_crash_leftover(tmp_path):
-    from napari_pgdiffseg.core.baseline import Baseline, BaselineCard, build_unet, load_baseline, save_baseline
+    from napari_pgdiffseg.core.training.baseline import Baseline, BaselineCard, build_unet, load_baseline, save_baseline
     from napari_pgdiffseg.core.preprocess import Normalization
 
     base = Baseline(build_unet("resnet18", 2), BaselineCard("resnet18", ("background", "cell"), Normalization(), 64))
@@ -88,3 +93,50 @@ def test_atomic_write_leaves_no_temp_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(target, fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_image_png_rgb_equal_channels_palette_and_squeeze(tmp_path):
+    gray = (np.arange(32 * 32).reshape(32, 32) % 251).astype(np.uint8)
+    iio.imwrite(tmp_path / "rgb.png", np.stack([gray] * 3, -1))
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png"), gray)
+    iio.imwrite(tmp_path / "rgba.png", np.dstack([gray] * 3 + [np.full_like(gray, 255)]))
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.png"), gray)
+    # A palette PNG gives its indices (label masks are often saved that way).
+    lab = (gray % 3).astype(np.uint8)
+    im = Image.fromarray(lab, mode="P")
+    im.putpalette([0, 0, 0, 0, 255, 0, 255, 0, 0] + [0] * (3 * 253))
+    im.save(tmp_path / "pal.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "pal.png"), lab)
+    tifffile.imwrite(tmp_path / "one.tif", gray[None, :, :, None])
+    assert read_image(tmp_path / "one.tif").shape == (32, 32)
+
+
+def test_rgb_with_different_channels_is_refused(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "c.png", rgb)
+    with pytest.raises(InputImageError, match=r"c\.png.*RGB.*different colour channels"):
+        read_image(tmp_path / "c.png")
+    tifffile.imwrite(tmp_path / "c.tif", rgb)
+    with pytest.raises(InputImageError, match=r"c\.tif.*RGB"):
+        read_image(tmp_path / "c.tif")
+
+
+def test_corrupt_missing_and_unsupported_files_are_named(tmp_path):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(InputImageError, match=r"broken\.tif: cannot read.*corrupt"):
+        read_image(bad)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(InputImageError, match=r"broken\.png: cannot read"):
+        read_image(tmp_path / "broken.png")
+    with pytest.raises(InputImageError, match="no such file"):
+        read_image(tmp_path / "missing.tif")
+    with pytest.raises(InputImageError, match="unsupported file type"):
+        read_image(tmp_path / "x.npy")
+
+
+def test_lzw_compressed_tiff_reads(tmp_path):
+    """imagecodecs is a dependency: LZW TIFFs (qpi-cells, many microscopes) read."""
+    phase = np.random.default_rng(0).random((30, 40)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "lzw.tif", phase, compression="lzw")
+    np.testing.assert_array_equal(read_image(tmp_path / "lzw.tif"), phase)

@@ -81,9 +81,9 @@ def test_training_is_seeded(data, tmp_path):
                                          ("ldm_s", "sample")])
 def test_each_stage_lowers_the_loss_on_a_fixed_batch(stage, ptype, tmp_path):
     from napari_pgdiffseg.core.bundle import create_bundle
-    from napari_pgdiffseg.core.data import TileDataset
+    from napari_pgdiffseg.core.training import TileDataset
     from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_dataset
-    from napari_pgdiffseg.core.training import stage_model_and_loss
+    from napari_pgdiffseg.core.training.diffusion import stage_model_and_loss
 
     imgs, masks = make_dataset(2, 5, SyntheticConfig(shape=(64, 64)))
     ds = TileDataset.from_arrays(imgs, masks, tile_size=64)

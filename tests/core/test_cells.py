@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from napari_pgdiffseg.core.summary import count_cells, summarize
+from napari_pgdiffseg.core.cells import count_cells, summarize
 
 
 def test_counts_and_viability_by_hand():
@@ -30,7 +30,7 @@ def test_diagonal_touching_pixels_are_one_cell():
 import pytest  # noqa: E402
 
 from napari_pgdiffseg.core.errors import ConfigError  # noqa: E402
-from napari_pgdiffseg.core.summary import InstanceConfig, cell_instances, instance_dtype, summarize_planes  # noqa: E402
+from napari_pgdiffseg.core.cells import InstanceConfig, cell_instances, instance_dtype, summarize_planes  # noqa: E402
 
 
 def _two_touching_domes():

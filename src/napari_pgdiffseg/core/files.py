@@ -1,0 +1,163 @@
+"""Files: reading one image file, and writing results safely.
+
+`read_image` reads TIFF (tifffile + imagecodecs: LZW/deflate/zstd), PNG and JPEG into a
+numpy array with clear errors. Writes go into a temporary file (or folder) beside the
+target, which is then renamed over it: a crash, a full disk or a cancel never leaves a
+half-written file under the final name. (Was ``io.py``, which shadowed the standard
+library's `io` inside the package.)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputImageError, PGDiffSegError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file in `path`'s folder, then rename it to `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray, **kwargs) -> Path:
+    """Atomically write `array` to a TIFF file with tifffile (zlib-compressed unless told)."""
+    import tifffile
+
+    kwargs.setdefault("compression", "zlib")
+    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array, **kwargs))
+
+
+def atomic_replace_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Call ``fill(tmp_dir)`` on a fresh temporary folder beside `path`, then put it at `path`.
+
+    An existing `path` is first moved into its own fresh temporary folder (never a fixed
+    name such as ``.NAME.old``, which a crash would leave behind and every later save would
+    trip over), the new folder is renamed into place, and the old one is removed. A failure
+    in `fill` removes the temporary folder and leaves `path` as it was.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        fill(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+
+
+def _same_channels(arr: np.ndarray) -> bool:
+    c0 = arr[..., 0]
+    return all(np.array_equal(c0, arr[..., c]) for c in range(1, 3))
+
+
+def _first_line(exc: BaseException) -> str:
+    """A reader's message cut to its first line (imageio appends install hints on more lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read one image file as a numpy array of its stored dtype.
+
+    TIFF is read with tifffile, PNG/JPEG with imageio.v3 (a palette PNG gives its palette
+    indices, as label masks are often saved). Singleton dimensions are squeezed down to 2D,
+    so a (1, h, w) TIFF gives (h, w) and a 1x1 image stays (1, 1). An RGB/RGBA image (last axis 3 or 4) whose R, G and B
+    channels are equal (a grey image saved as RGB, like the study's original PNGs) gives
+    channel 0, (..., h, w); alpha is ignored. Stacks (n, h, w) are returned as they are.
+
+    Raises `InputImageError` naming the file when it does not exist, has an unsupported
+    suffix, cannot be decoded (truncated or corrupt), or is RGB with different channels.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputImageError(
+            f"{p}: unsupported file type {p.suffix!r}; expected one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    if not p.is_file():
+        raise InputImageError(f"{p}: no such file")
+    try:
+        if suffix in _TIFF_SUFFIXES:
+            import tifffile
+
+            arr = tifffile.imread(p)
+        else:
+            try:
+                import imageio.v3 as iio
+            except ImportError:  # pragma: no cover - imageio comes with napari
+                raise InputImageError(
+                    f"{p}: reading PNG/JPEG needs the 'imageio' package (pip install imageio), "
+                    "or convert the file to TIFF"
+                ) from None
+            palette = False
+            if suffix == ".png":
+                try:
+                    palette = iio.immeta(p).get("mode") == "P"
+                except Exception:  # noqa: BLE001 - the read below reports the real problem
+                    palette = False
+            arr = iio.imread(p, mode="P") if palette else iio.imread(p)
+    except PGDiffSegError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader error becomes one clear message
+        kind = "TIFF" if suffix in _TIFF_SUFFIXES else suffix[1:].upper()
+        raise InputImageError(
+            f"{p}: cannot read the file ({type(exc).__name__}: {_first_line(exc)}); it may be truncated, "
+            f"corrupt or not really a {kind} file"
+        ) from exc
+    arr = np.asarray(arr)
+    if arr.size == 0:
+        raise InputImageError(f"{p}: the image is empty (shape {arr.shape})")
+    # Drop singleton axes, but never below 2D: a 1x1 or 20000x1 image stays a (tiny) frame
+    # and gets the frame-size message, not a "0-D array" one.
+    while arr.ndim > 2 and 1 in arr.shape:
+        arr = np.squeeze(arr, axis=arr.shape.index(1))
+    if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
+        if not _same_channels(arr):
+            raise InputImageError(
+                f"{p}: an RGB{'A' if arr.shape[-1] == 4 else ''} image (shape {arr.shape}) with "
+                "different colour channels; a single-channel image is expected (QPI phase, or "
+                "integer class labels for a mask). Save one channel, not a colour rendering"
+            )
+        arr = np.ascontiguousarray(arr[..., 0])
+    return arr
