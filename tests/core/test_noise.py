@@ -78,7 +78,13 @@ def test_latent_noise_rejects_random_and_bad_configs(tiny_bundle):
     z = torch.zeros(1, 3, 64, 64)
     with pytest.raises(ConfigError):
         latent_noise(z, NoiseConfig("random"), tiny_bundle.ldm_p, build_scheduler(), [])
-    for bad, msg in [(NoiseConfig("magic"), "strategy"), (NoiseConfig(inversion_steps=7), "divide"),
-                     (NoiseConfig(forward_t=1000), "forward_t"), (NoiseConfig(mix=1.5), "mix")]:
+    # Checks a config can make alone fail when it is made ...
+    for bad, msg in [(dict(strategy="magic"), "strategy"), (dict(mix=1.5), "mix"), (dict(inversion_steps=0), "positive"),
+                     (dict(forward_t=-1), "forward_t")]:
         with pytest.raises(ConfigError, match=msg):
-            bad.validate()
+            NoiseConfig(**bad)
+    # ... those that need the model's T fail in validate(T).
+    for bad, msg in [(NoiseConfig(inversion_steps=7), "divide 1000"), (NoiseConfig(forward_t=1000), "forward_t")]:
+        with pytest.raises(ConfigError, match=msg):
+            bad.validate(1000)
+    NoiseConfig(inversion_steps=7, forward_t=0).validate(7)  # valid for a model with T = 7

@@ -38,15 +38,25 @@ class NoiseConfig:
     renormalise: bool = False
     mix: float = 1.0
 
-    def validate(self, num_train_timesteps: int = 1000) -> None:
+    # One validation style for every config: what a config can check alone is checked when
+    # it is made (`__post_init__`, so an invalid one never exists); what depends on a model
+    # (its number of diffusion timesteps) is checked by `validate`.
+    def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"noise strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if self.strategy == "prior":
-            check_steps(self.inversion_steps, num_train_timesteps, "inversion_steps")
-        if not 0 <= self.forward_t < num_train_timesteps:
-            raise ConfigError(f"forward_t must be in [0, {num_train_timesteps - 1}], got {self.forward_t}")
+        if not isinstance(self.inversion_steps, (int, np.integer)) or self.inversion_steps < 1:
+            raise ConfigError(f"inversion_steps must be a positive integer, got {self.inversion_steps!r}")
+        if not isinstance(self.forward_t, (int, np.integer)) or self.forward_t < 0:
+            raise ConfigError(f"forward_t must be an integer >= 0, got {self.forward_t!r}")
         if not 0.0 <= self.mix <= 1.0:
             raise ConfigError(f"mix (lambda) must be in [0, 1], got {self.mix}")
+
+    def validate(self, num_train_timesteps: int = 1000) -> None:
+        """The checks that need the model: step counts that divide its T, forward_t < T."""
+        if self.strategy == "prior":
+            check_steps(self.inversion_steps, num_train_timesteps, "inversion_steps")
+        if not self.forward_t < num_train_timesteps:
+            raise ConfigError(f"forward_t must be in [0, {num_train_timesteps - 1}], got {self.forward_t}")
 
 
 def check_steps(steps: int, num_train_timesteps: int, name: str) -> None:

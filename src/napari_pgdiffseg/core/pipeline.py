@@ -105,9 +105,11 @@ class SegmentConfig:
     def noise(self) -> NoiseConfig:
         return NoiseConfig(self.strategy, self.inversion_steps, self.forward_t, self.renormalise, self.mix)
 
-    def validate(self, num_train_timesteps: int = 1000, tile_size: int = 256) -> None:
-        self.noise.validate(num_train_timesteps)
-        check_steps(self.sampling_steps, num_train_timesteps, "sampling_steps")
+    def __post_init__(self) -> None:
+        """The checks this config can make alone (`validate` makes those that need the model)."""
+        self.noise  # NoiseConfig checks the noise settings when it is made
+        if not isinstance(self.sampling_steps, (int, np.integer)) or self.sampling_steps < 1:
+            raise ConfigError(f"sampling_steps must be a positive integer, got {self.sampling_steps!r}")
         if not isinstance(self.ensemble, (int, np.integer)) or self.ensemble < 1:
             raise ConfigError(f"ensemble size k must be a positive integer, got {self.ensemble}")
         if not isinstance(self.tile_batch, (int, np.integer)) or self.tile_batch < 1:
@@ -118,7 +120,14 @@ class SegmentConfig:
             )
         if self.flips not in FLIPS:
             raise ConfigError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {self.flips!r}")
-        if self.overlap % DOWNSAMPLE_FACTOR or not 0 <= self.overlap <= tile_size // 2:
+        if not isinstance(self.overlap, (int, np.integer)) or self.overlap % DOWNSAMPLE_FACTOR or self.overlap < 0:
+            raise ConfigError(f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} px (>= 0), got {self.overlap}")
+
+    def validate(self, num_train_timesteps: int = 1000, tile_size: int = 256) -> None:
+        """The checks that need the model: step counts that divide its T, overlap within its tile."""
+        self.noise.validate(num_train_timesteps)
+        check_steps(self.sampling_steps, num_train_timesteps, "sampling_steps")
+        if self.overlap > tile_size // 2:
             raise ConfigError(
                 f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} between 0 and {tile_size // 2} px, got {self.overlap}"
             )

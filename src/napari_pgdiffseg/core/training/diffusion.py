@@ -40,7 +40,7 @@ PREDICTION_TYPES = ("epsilon", "sample")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageConfig:
     """Settings of one training stage."""
 
@@ -51,18 +51,18 @@ class StageConfig:
     weight_decay: float = 0.0
     ema_decay: float | None = None
 
-    def validate(self, name: str) -> None:
+    def __post_init__(self) -> None:
         if self.steps < 0:
-            raise ConfigError(f"{name}: steps must be >= 0, got {self.steps}")
+            raise ConfigError(f"a stage's steps must be >= 0, got {self.steps}")
         if self.batch_size < 1:
-            raise ConfigError(f"{name}: batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"a stage's batch_size must be >= 1, got {self.batch_size}")
         if self.crop % 32 or self.crop < 32:
-            raise ConfigError(f"{name}: crop must be a multiple of 32 (>= 32), got {self.crop}")
+            raise ConfigError(f"a stage's crop must be a multiple of 32 (>= 32), got {self.crop}")
         if not self.lr > 0:
-            raise ConfigError(f"{name}: lr must be > 0, got {self.lr}")
+            raise ConfigError(f"a stage's lr must be > 0, got {self.lr}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run of a bundle (every stage's settings, seed, device)."""
 
@@ -78,7 +78,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     num_workers: int = 0
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         get_preset(self.preset)
         if self.prediction_type not in PREDICTION_TYPES:
             raise ConfigError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, "
@@ -87,7 +87,8 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                               f"got {self.mixed_precision!r}")
         for name in STAGES:
-            getattr(self, name).validate(name)
+            if not isinstance(getattr(self, name), StageConfig):
+                raise ConfigError(f"{name} must be a StageConfig, got {type(getattr(self, name)).__name__}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
 
@@ -365,7 +366,6 @@ def train_bundle(
     pretrained_autoencoder: a local diffusers VQModel folder (e.g. LDM's vq-f4); the
     autoencoder stage is then skipped.
     """
-    cfg.validate()
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
