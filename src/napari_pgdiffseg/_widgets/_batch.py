@@ -11,15 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, FileEdit, LineEdit, SpinBox
 from napari.utils.notifications import show_info
 
 from ..core.batch import CSV_NAME, segment_files
 from ..core.distributed import parse_scheduler
 from ..core.errors import ConfigError
 from ..core.pipeline import Progress, SegmentConfig
-from . import _jobs, _settings
-from ._jobs import JobControls, ProgressBars, Runner, Throttle
+from . import _jobs
+from ._base import RunWidget
+from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 
 DEFAULT_PATTERN = "*.tif; *.tiff; *.png"
@@ -77,13 +78,14 @@ def rows_text(rows: list[dict]) -> str:
     return f"{done} segmented · {skipped} skipped · {errors} failed"
 
 
-class BatchWidget(JobControls, Container):
+class BatchWidget(RunWidget):
     """Batch segment folder."""
 
     def __init__(self, napari_viewer=None, *, use_thread: bool = True):
-        super().__init__(labels=True)
-        self._init_job(napari_viewer, use_thread, _settings.BundleLoader())
+        super().__init__(napari_viewer, SettingsWidget("batch"), use_thread=use_thread)
+        self.defaults_button = self.side_button
         self.rows: list[dict] = []
+        self._final = ""
 
         self.input_dir = FileEdit(label="input folder", mode="d", tooltip=tooltip("input_dir"))
         self.pattern = LineEdit(label="files", tooltip=tooltip("pattern"))
@@ -91,15 +93,8 @@ class BatchWidget(JobControls, Container):
         self.overwrite = CheckBox(text="overwrite done files", tooltip=tooltip("overwrite"))
         self.scheduler = LineEdit(label="Dask scheduler", tooltip=tooltip("scheduler"))
         self.workers = SpinBox(label="Dask workers", min=0, max=256, tooltip=tooltip("workers"))
-        self.settings = SettingsWidget("batch")
-        self.run_button = PushButton(text="Run", tooltip=tooltip("run"))
-        self.cancel_button = PushButton(text="Cancel", tooltip=tooltip("cancel"), enabled=False)
-        self.defaults_button = PushButton(text="Restore defaults", tooltip=tooltip("restore_defaults"))
-        buttons = Container(widgets=[self.run_button, self.cancel_button, self.defaults_button],
-                            layout="horizontal", labels=False, label="")
-        self.status = _settings.text_label(label="")
         self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.scheduler, self.workers,
-                     self.settings, buttons, self.status])
+                     self.settings, self.buttons, self.status])
         self.persist = PersistedFields(
             SettingsStore("batch_files"),
             {"input_dir": self.input_dir, "pattern": self.pattern, "output_dir": self.output_dir,
@@ -107,10 +102,6 @@ class BatchWidget(JobControls, Container):
             {"input_dir": "", "pattern": DEFAULT_PATTERN, "output_dir": "", "overwrite": False, "scheduler": "",
              "workers": 0},
         )
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.defaults_button.changed.connect(self.restore_defaults)
-        self.settings.validity.connect(self._update_state)
         for w in (self.input_dir, self.pattern, self.output_dir, self.scheduler):
             w.changed.connect(self._update_state)
         self._update_state()
@@ -140,7 +131,7 @@ class BatchWidget(JobControls, Container):
         return ""
 
     def restore_defaults(self, *_):
-        self.settings.restore_defaults()
+        super().restore_defaults()
         self.persist.restore_defaults()
 
     def run(self, *_) -> None:
@@ -192,9 +183,6 @@ class BatchWidget(JobControls, Container):
         self._final = f"cancelled: {rows_text(self.rows)} → {self._out / CSV_NAME}"
         show_info(f"PG-DiffSeg: batch cancelled after {len(self.rows)} files; the CSV lists them")
 
-    def _on_finished(self) -> None:
-        self.bars = None  # closed by the job
-        self.job = None
-        self._update_state()
-        self.status.value = getattr(self, "_final", "")
-        self._final = ""
+    def finished_text(self) -> str:
+        text, self._final = self._final, ""
+        return text

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, PushButton
-from napari.layers import Image
+from magicgui.widgets import CheckBox, ComboBox, Container
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from ..core import metrics
 from ..core.errors import InputImageError
 from ..core.noise import NoiseConfig
-from . import _settings, _viewer
-from ._jobs import JobControls, ProgressBars, Runner, Throttle
+from . import _viewer
+from ._base import RunWidget
+from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ..core.pipeline import centre_crop_box, compute_noise
 from ._layers import image_layer, latent_geometry
@@ -156,30 +156,23 @@ def plot_histograms(figure, rows: list[NoiseRow]) -> None:
     figure.canvas.draw_idle()
 
 
-class InspectorWidget(JobControls, Container):
+class InspectorWidget(RunWidget):
     """Noise-quality inspector."""
 
     def __init__(self, napari_viewer, *, use_thread: bool = True):
-        super().__init__(labels=True)
-        self._init_job(napari_viewer, use_thread, _settings.BundleLoader())
+        super().__init__(napari_viewer, SettingsWidget("inspector", sampling=False), use_thread=use_thread,
+                         run_text="Compute", side_text="Add noise layers", side_tooltip="show_layers")
         self.outcome: InspectOutcome | None = None
         self._request: InspectRequest | None = None
+        self.compute_button, self.layers_button = self.run_button, self.side_button
 
-        self.image = ComboBox(label="image", choices=_viewer.layer_choices(napari_viewer, [Image]),
-                              tooltip=tooltip("image"))
+        self.image = self._image_choice()
         self.region = ComboBox(label="region", choices=list(REGIONS), tooltip=tooltip("region"))
-        self.settings = SettingsWidget("inspector", sampling=False)
         self.strategy_boxes = {label: CheckBox(text=label, tooltip=tooltip("strategies")) for label, _ in STRATEGIES}
         boxes = list(self.strategy_boxes.values())
         ticks = Container(widgets=[Container(widgets=boxes[i : i + 2], layout="horizontal", labels=False)
                                    for i in range(0, len(boxes), 2)], labels=False, label="strategies")
-        self.compute_button = PushButton(text="Compute", tooltip=tooltip("compute"))
-        self.cancel_button = PushButton(text="Cancel", tooltip=tooltip("cancel"), enabled=False)
-        self.layers_button = PushButton(text="Add noise layers", tooltip=tooltip("show_layers"), enabled=False)
-        buttons = Container(widgets=[self.compute_button, self.cancel_button, self.layers_button],
-                            layout="horizontal", labels=False, label="")
-        self.status = _settings.text_label(label="")
-        self.extend([self.image, self.region, self.settings, ticks, buttons, self.status])
+        self.extend([self.image, self.region, self.settings, ticks, self.buttons, self.status])
 
         self.table = _make_table()
         self.canvas = _make_canvas()
@@ -191,18 +184,8 @@ class InspectorWidget(JobControls, Container):
             {**{f"use {k}": w for k, w in self.strategy_boxes.items()}, "region": self.region},
             {**{f"use {k}": True for k in self.strategy_boxes}, "region": "centre"},
         )
-        self.compute_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.layers_button.changed.connect(self.add_layers)
-        self.settings.validity.connect(self._update_state)
-        self.image.changed.connect(self._update_state)
         for w in self.strategy_boxes.values():
             w.changed.connect(self._update_state)
-        _viewer.follow_layers(napari_viewer, self.native, self._layers_changed)
-        self._update_state()
-
-    def _layers_changed(self, *_):
-        self.image.reset_choices()
         self._update_state()
 
     def ticked(self) -> tuple[str, ...]:
@@ -211,19 +194,13 @@ class InspectorWidget(JobControls, Container):
     def problem(self) -> str:
         if self.settings.problem:
             return self.settings.problem
-        if self.image.value is None:
-            return "add or choose an image layer"
-        if not self.ticked():
-            return "tick at least one strategy"
-        return ""
+        return self._image_problem() or ("" if self.ticked() else "tick at least one strategy")
 
-    def _update_state(self, *_):
-        problem = self.problem()
-        self.compute_button.enabled = not self.running and not problem
-        self.cancel_button.enabled = self.running
-        self.layers_button.enabled = not self.running and self.outcome is not None
-        if not self.running:
-            self.status.value = "" if problem == self.settings.problem else problem
+    def side_action(self, *_) -> None:
+        self.add_layers()
+
+    def side_enabled(self) -> bool:
+        return not self.running and self.outcome is not None
 
     def _view_box(self, layer, shape) -> tuple[int, int, int, int]:
         """The part of the plane the canvas shows, in data pixels (whole plane if unknown)."""
@@ -320,9 +297,3 @@ class InspectorWidget(JobControls, Container):
 
     def _on_cancelled(self) -> None:
         show_info("PG-DiffSeg: noise computation cancelled")
-
-    def _on_finished(self) -> None:
-        self.bars = None  # closed by the job
-        self.job = None
-        self.status.value = ""
-        self._update_state()

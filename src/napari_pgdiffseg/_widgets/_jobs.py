@@ -1,6 +1,6 @@
 """Running a widget's work in the background: a napari thread worker with progress bars,
-Cancel, and errors as one-line notifications (`Job`); the Run / Cancel / Restore-defaults
-behaviour of the dock widgets (`JobControls`).
+Cancel, and errors as one-line notifications (`Job`). The Run / Cancel behaviour of the
+dock widgets around it is `_base.RunWidget`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Slot
 from qtpy.QtCore import Signal as QtSignal
 
-from ..core.errors import InputImageError, PGDiffSegError, SegmentationCancelled
+from ..core.errors import PGDiffSegError, SegmentationCancelled
 
 log = logging.getLogger(__name__)
 
@@ -203,66 +203,3 @@ def qt_alive(obj) -> bool:
     except RuntimeError:
         return False
     return True
-
-
-class JobControls:
-    """Run / Cancel / Restore-defaults behaviour shared by the three dock widgets.
-
-    A widget using it has `run_button`, `cancel_button`, `defaults_button`, `status`,
-    `settings` (a SettingsWidget), `job`, `bars`, `use_thread`, and defines `problem()`,
-    `_on_progress`, `_on_result`, `_on_cancelled` and `_on_finished`.
-    """
-
-    def _init_job(self, viewer, use_thread: bool, load_bundle: Callable[[Any], object]) -> None:
-        """The state every dock widget starts with: its viewer, no job, the model loader."""
-        self.viewer = viewer
-        self.use_thread = use_thread
-        self.job: Job | None = None
-        self.bars: ProgressBars | None = None
-        self._load_bundle = load_bundle
-
-    @property
-    def running(self) -> bool:
-        return self.job is not None
-
-    def _update_state(self, *_):
-        problem = self.problem()
-        self.run_button.enabled = not self.running and not problem
-        self.cancel_button.enabled = self.running
-        self.defaults_button.enabled = not self.running
-        if not self.running:
-            # The settings widget shows its own message; this one names what is left.
-            self.status.value = "" if problem == self.settings.problem else problem
-
-    def _may_run(self) -> bool:
-        """False (with a notification naming the problem) when Run cannot start now."""
-        if self.running:
-            return False
-        problem = self.problem()
-        if problem:
-            show_error(problem)
-            return False
-        return True
-
-    def _take_request(self):
-        """The widget's `request()` when Run may start now, else None (the reason notified)."""
-        if not self._may_run():
-            return None
-        try:
-            return self.request()
-        except InputImageError as e:
-            notify_error(e)
-            return None
-
-    def _start(self, runner, bars: "ProgressBars", status: str) -> None:
-        self.bars = bars
-        self.status.value = status
-        self.job = Job(runner, on_report=self._on_progress, on_result=self._on_result,
-                       on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=bars)
-        self._update_state()
-        self.job.start(self.use_thread, owner=self.native)
-
-    def cancel(self, *_) -> None:
-        if self.job is not None:
-            self.job.cancel()
-            self.status.value = "cancelling ..."

@@ -12,8 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
-from napari.layers import Image
+from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
 from napari.utils.notifications import show_info
 
 from ..core.errors import InputImageError
@@ -21,7 +20,8 @@ from ..core.metrics import noise_edges
 from ..core.pipeline import Progress, SegmentConfig, segment_stack
 from ..core.cells import InstanceConfig, cell_instances, foreground_classes, summarize_planes
 from . import _settings, _viewer
-from ._jobs import JobControls, ProgressBars, Runner, Throttle
+from ._base import RunWidget
+from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
 
@@ -153,16 +153,13 @@ class SegmentRunner(Runner):
         return SegmentOutcome(req.name, layers, summary, text)
 
 
-class SegmentWidget(JobControls, Container):
+class SegmentWidget(RunWidget):
     """Segment QPI (PG-DiffSeg): the main dock widget."""
 
     def __init__(self, napari_viewer, *, use_thread: bool = True):
-        super().__init__(labels=True)
-        self._init_job(napari_viewer, use_thread, _settings.BundleLoader())
-
-        self.image = ComboBox(label="image", choices=_viewer.layer_choices(napari_viewer, [Image]),
-                              tooltip=tooltip("image"))
-        self.settings = SettingsWidget("segment")
+        super().__init__(napari_viewer, SettingsWidget("segment"), use_thread=use_thread)
+        self.defaults_button = self.side_button
+        self.image = self._image_choice()
         self.labels_output = ComboBox(label="labels", choices=list(LABEL_OUTPUTS), tooltip=tooltip("labels_output"))
         self.add_noise = CheckBox(text="starting noise", tooltip=tooltip("add_noise"))
         self.add_edges = CheckBox(text="noise edges", tooltip=tooltip("add_edges"))
@@ -172,16 +169,9 @@ class SegmentWidget(JobControls, Container):
         extra.margins = (0, 0, 0, 0)
         self.min_area = SpinBox(label="min cell area", min=0, max=100_000, tooltip=tooltip("min_area"))
         self.min_distance = SpinBox(label="cell split distance", min=0, max=1000, tooltip=tooltip("min_distance"))
-        self.run_button = PushButton(text="Run", tooltip=tooltip("run"))
-        self.cancel_button = PushButton(text="Cancel", tooltip=tooltip("cancel"), enabled=False)
-        self.defaults_button = PushButton(text="Restore defaults", tooltip=tooltip("restore_defaults"))
-        buttons = Container(widgets=[self.run_button, self.cancel_button, self.defaults_button],
-                            layout="horizontal", labels=False, label="")
-        buttons.margins = (0, 0, 0, 0)
-        self.status = _settings.text_label(label="")
         self.summary = _settings.text_label(label="summary")
         self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
-                     buttons, self.status, self.summary])
+                     self.buttons, self.status, self.summary])
 
         d = OutputOptions()
         self.outputs_persist = PersistedFields(
@@ -191,32 +181,17 @@ class SegmentWidget(JobControls, Container):
             {"labels_output": d.labels, "add_noise": d.noise, "add_edges": d.edges, "add_agreement": d.agreement,
              "min_area": d.min_area, "min_distance": d.min_distance},
         )
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.defaults_button.changed.connect(self.restore_defaults)
-        self.settings.validity.connect(self._update_state)
-        self.image.changed.connect(self._update_state)
-        _viewer.follow_layers(napari_viewer, self.native, self._layers_changed)
-        self._update_state()
-
-    # -- state
-    def _layers_changed(self, *_):
-        self.image.reset_choices()
         self._update_state()
 
     def problem(self) -> str:
-        if self.settings.problem:
-            return self.settings.problem
-        if self.image.value is None:
-            return "add or choose an image layer"
-        return ""
+        return self.settings.problem or self._image_problem()
 
     def output_options(self) -> OutputOptions:
         return OutputOptions(self.labels_output.value, self.add_noise.value, self.add_edges.value,
                              self.add_agreement.value, self.min_area.value, self.min_distance.value)
 
     def restore_defaults(self, *_):
-        self.settings.restore_defaults()
+        super().restore_defaults()
         self.outputs_persist.restore_defaults()
 
     # -- run
@@ -253,9 +228,3 @@ class SegmentWidget(JobControls, Container):
 
     def _on_cancelled(self) -> None:
         show_info("PG-DiffSeg: segmentation cancelled; no layer was changed")
-
-    def _on_finished(self) -> None:
-        self.bars = None  # closed by the job
-        self.job = None
-        self.status.value = ""
-        self._update_state()
