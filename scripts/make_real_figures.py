@@ -15,7 +15,7 @@ from pathlib import Path
 
 from napari_pgdiffseg import segment
 from napari_pgdiffseg.core.bundle import load_bundle, peek_bundle, resolve_model
-from napari_pgdiffseg.core.pipeline import model_config
+from napari_pgdiffseg.core.config import model_config
 from napari_pgdiffseg.core.training import read_frames
 from napari_pgdiffseg.core.evaluation import fold_groups
 from napari_pgdiffseg.core.metrics import foreground_iou, object_f1

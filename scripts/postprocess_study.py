@@ -27,7 +27,8 @@ from napari_pgdiffseg.core.bundle import load_bundle
 from napari_pgdiffseg.core.training import read_frames
 from napari_pgdiffseg.core.evaluation import OBJECT_IOU, fold_groups
 from napari_pgdiffseg.core.metrics import foreground_iou, object_f1
-from napari_pgdiffseg.core.pipeline import SegmentConfig, segment
+from napari_pgdiffseg.core.config import SegmentConfig
+from napari_pgdiffseg.core.pipeline import segment
 from napari_pgdiffseg.core.postprocess import Refine, refine_labels
 from napari_pgdiffseg.core.cells import InstanceConfig, cell_instances
 

@@ -9,7 +9,7 @@ from napari_pgdiffseg import SegmentConfig, create_bundle, load_bundle, save_bun
 from napari_pgdiffseg.core.bundle import load_model
 from napari_pgdiffseg.core.errors import ConfigError
 from napari_pgdiffseg.core.noise import NoiseConfig
-from napari_pgdiffseg.core.pipeline import compute_noise
+from napari_pgdiffseg.core.noise_preview import compute_noise
 from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
 
 

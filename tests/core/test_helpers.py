@@ -9,7 +9,7 @@ from napari_pgdiffseg import SegmentConfig, create_bundle, segment
 from napari_pgdiffseg.core.errors import BundleError, SegmentationCancelled
 from napari_pgdiffseg.core.noise import NoiseConfig
 from napari_pgdiffseg.core.bundle import peek_bundle
-from napari_pgdiffseg.core.pipeline import compute_noise
+from napari_pgdiffseg.core.noise_preview import compute_noise
 from napari_pgdiffseg.core.cells import split_cells, summarize_planes
 
 

@@ -9,7 +9,7 @@ import pytest
 from napari_pgdiffseg import BundleError, create_bundle, load_bundle, save_bundle, segment
 from napari_pgdiffseg.core.errors import ConfigError
 from napari_pgdiffseg.core.noise import NoiseConfig
-from napari_pgdiffseg.core.pipeline import compute_noise
+from napari_pgdiffseg.core.noise_preview import compute_noise
 from napari_pgdiffseg.core.preprocess import check_input_scale, rescale_frame, rescale_labels, scaled_shape
 from napari_pgdiffseg.core.training import build_training_data
 from napari_pgdiffseg.core.training import FrameSet

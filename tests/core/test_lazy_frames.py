@@ -7,7 +7,7 @@ import pytest
 from napari_pgdiffseg import SegmentConfig, segment
 from napari_pgdiffseg.core import preprocess, source
 from napari_pgdiffseg.core.errors import InputImageError
-from napari_pgdiffseg.core.pipeline import compute_noise
+from napari_pgdiffseg.core.noise_preview import compute_noise
 from napari_pgdiffseg.core.noise import NoiseConfig
 from napari_pgdiffseg.core.source import mirror_index
 

@@ -12,7 +12,7 @@ from qtpy.QtCore import QTimer
 from napari_pgdiffseg import segment
 from napari_pgdiffseg.core import bundle as bundle_mod
 from napari_pgdiffseg.core.bundle import DEFAULT_COLORS, load_bundle, load_model
-from napari_pgdiffseg.core.pipeline import SegmentConfig, model_config
+from napari_pgdiffseg.core.config import SegmentConfig, model_config
 
 from widget_helpers import SEGMENT, fast_settings, open_widget, wait_idle
 

@@ -17,7 +17,8 @@ from napari.utils.notifications import show_info
 from ..core.batch import CSV_NAME, segment_files
 from ..core.distributed import parse_scheduler
 from ..core.errors import ConfigError
-from ..core.pipeline import Progress, SegmentConfig
+from ..core.config import SegmentConfig
+from ..core.engine import Progress
 from . import _jobs
 from ._base import RunWidget
 from ._jobs import ProgressBars, Runner, Throttle

@@ -25,7 +25,7 @@ from . import _viewer
 from ._base import RunWidget
 from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
-from ..core.pipeline import centre_crop_box, compute_noise
+from ..core.noise_preview import centre_crop_box, compute_noise
 from ._layers import image_layer, latent_geometry
 
 # The rows of the paper's Table 3: (label, noise settings).

@@ -17,7 +17,9 @@ from napari.utils.notifications import show_info
 
 from ..core.errors import InputImageError
 from ..core.metrics import noise_edges
-from ..core.pipeline import Progress, SegmentConfig, segment_stack
+from ..core.config import SegmentConfig
+from ..core.engine import Progress
+from ..core.pipeline import segment_stack
 from ..core.cells import InstanceConfig, cell_instances, foreground_classes, summarize_planes
 from . import _settings, _viewer
 from ._base import RunWidget

@@ -21,7 +21,7 @@ from ..core.bundle import peek_bundle
 from ..core.devices import DEVICES, available_devices, resolve_device
 from ..core.errors import ConfigError, PGDiffSegError
 from ..core.noise import STRATEGIES
-from ..core.pipeline import SETTINGS_HELP, SegmentConfig, model_config
+from ..core.config import SETTINGS_HELP, SegmentConfig, model_config
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def _device_choices() -> list[tuple[str, str]]:
 
 
 def _default_model_config() -> SegmentConfig:
-    """The default model's settings (`pipeline.model_config`), or plain defaults without it."""
+    """The default model's settings (`config.model_config`), or plain defaults without it."""
     try:
         card, _ = peek_bundle(bundle_mod.MODELS_DIR / bundle_mod.DEFAULT_MODEL)
         return model_config(card)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..core.errors import PGDiffSegError
 from ..core.noise import STRATEGIES
-from ..core.pipeline import BATCH_INVARIANT_CHOICES, FLIPS, SETTINGS_HELP, SegmentConfig, model_config
+from ..core.config import FLIPS, SETTINGS_HELP, SegmentConfig, model_config
+from ..core.engine import BATCH_INVARIANT_CHOICES
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args, card) -> SegmentConfig:
-    """The settings of a run: the model card's (`pipeline.model_config`), then the flags given."""
+    """The settings of a run: the model card's (`config.model_config`), then the flags given."""
     names = {f.name for f in dataclasses.fields(SegmentConfig)} - {"return_scores"}
     return model_config(card, **{n: getattr(args, n) for n in names if getattr(args, n) is not None})
 

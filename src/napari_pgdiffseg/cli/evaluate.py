@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import PGDiffSegError
-from ..core.pipeline import FLIPS, SegmentConfig
+from ..core.config import FLIPS, SegmentConfig
 from ._args import (
     add_card_args,
     add_data_args,

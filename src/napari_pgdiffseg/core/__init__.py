@@ -2,7 +2,9 @@
 
 from .bundle import Bundle, BundleCard, create_bundle, load_bundle, save_bundle
 from .errors import BundleError, ConfigError, InputImageError, PGDiffSegError, SegmentationCancelled
-from .pipeline import Progress, SegmentationResult, SegmentConfig, segment, segment_stack
+from .config import SegmentConfig
+from .engine import Progress
+from .pipeline import segment, segment_stack, SegmentationResult
 from .preprocess import Normalization
 
 __all__ = [

@@ -21,7 +21,7 @@ from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
 from .filejob import cells_path, error_row, output_path, segment_file
 from .files import atomic_write
 from .engine import CancelCheck, Progress, cancel_check
-from .pipeline import SegmentConfig
+from .config import SegmentConfig
 from .cells import foreground_classes
 
 CSV_NAME = "pgdiffseg_results.csv"

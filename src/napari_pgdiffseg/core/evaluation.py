@@ -22,7 +22,8 @@ from .bundle import Bundle
 from .errors import ConfigError
 from .files import atomic_write
 from .metrics import dead_share_of_live, foreground_iou, object_f1, segmentation_scores
-from .pipeline import SegmentConfig, segment
+from .config import SegmentConfig
+from .pipeline import segment
 from .cells import InstanceConfig, cell_instances, class_id
 
 # The paper's step counts (Sec. 4.3: 100 inversion steps, 200 DDIM sampling steps).

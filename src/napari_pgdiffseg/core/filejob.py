@@ -18,7 +18,8 @@ from .bundle import Bundle
 from .files import read_image
 from .files import write_tiff
 from .engine import CancelCheck, Progress
-from .pipeline import SegmentConfig, segment_stack
+from .config import SegmentConfig
+from .pipeline import segment_stack
 from .preprocess import as_planes
 from .cells import InstanceConfig, cell_instances, instance_dtype, summarize_planes
 

@@ -8,36 +8,33 @@ blended, stitched labels + agreement + starting noise + noise SSIM/KLD.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from . import metrics
 from .bundle import Bundle
+from .config import SegmentConfig
 from .devices import resolve_device
 from .engine import (
-    BATCH_INVARIANT_CHOICES,
     CancelCheck,
     Progress,
     ProgressCallback,
     TileRun,
-    cancel_check,
     diffusion_networks,
     starting_noise,
 )
-from .errors import BundleError, ConfigError
+from .errors import ConfigError
 from .models import DOWNSAMPLE_FACTOR
-from .noise import NoiseConfig, check_steps
 from .postprocess import Refine, refine_labels
 from .preprocess import as_planes, check_frame, rescale_frame
 from .source import FrameSource
 from .sampling import ddim_sample, resolve_votes, vote_counts
 from .tiling import ArraySink, Stitcher, TileGrid
 
-__all__ = ["BATCH_INVARIANT_CHOICES", "CancelCheck", "Progress", "SegmentConfig", "SegmentationResult",
-           "cancel_check", "compute_noise", "segment", "segment_stack"]
+__all__ = ["FLIP_VIEWS", "SegmentationResult", "segment", "segment_stack"]
 
 
 def _rot90(k: int):
@@ -59,118 +56,6 @@ FLIP_VIEWS: tuple[tuple[Callable, Callable], ...] = (
     (_rot90(-1), _rot90(1)),
     (lambda a: np.swapaxes(a[..., ::-1, ::-1], -1, -2), lambda a: np.swapaxes(a[..., ::-1, ::-1], -1, -2)),
 )
-FLIPS = (1, 2, 4, 8)
-
-
-@dataclass(frozen=True)
-class SegmentConfig:
-    """Every setting of one segmentation run, validated once (`validate`).
-
-    Noise: strategy 'prior' | 'random' | 'forward', inversion_steps (prior), forward_t
-    (forward), renormalise, mix (see `NoiseConfig`). Sampling: sampling_steps DDIM steps,
-    ensemble k samples with majority vote. Tiling: overlap in pixels, tile_batch tiles per
-    network call (memory scales with it). seed makes every random draw reproducible.
-    noise_metrics computes SSIM/KLD of the starting noise per tile (costs ~0.1 s a tile).
-    return_scores keeps the blended (n, H, W) class scores (n x 4 bytes per pixel).
-    flips: test-time augmentation, segmenting the frame also mirrored (2: left-right; 4:
-    and up-down; 8: and transposed) and averaging the votes and scores mapped back
-    (`FLIP_VIEWS`); costs `flips` times the time.
-    """
-
-    strategy: str = "prior"
-    # 10 + 10 (20 NFE per tile) instead of the paper's 100 + 200 (300 NFE): on the hard
-    # synthetic benchmark the shipped bundle's prior x1 scored mIoU 0.840 at 10 + 10 against
-    # 0.844 at 100 + 200 and 0.803 for Random x5 at 200 steps (README, "Few-step inference";
-    # scripts/evaluate_synthetic.sh).
-    inversion_steps: int = 10
-    sampling_steps: int = 10
-    ensemble: int = 1
-    forward_t: int = 300
-    renormalise: bool = False
-    mix: float = 1.0
-    overlap: int = 32
-    tile_batch: int = 4
-    seed: int = 0
-    device: str = "auto"
-    noise_metrics: bool = True
-    return_scores: bool = False
-    # "on": the networks see one tile per call, so labels are bit-identical for every
-    # tile_batch (oneDNN/MKL pick other kernels for other batch sizes: 1e-6 differences
-    # that can flip a pixel). "auto" = on for CPUs (~15 % slower for the shipped model,
-    # benchmarks/speed.py), off for GPUs, whose speed comes from batching.
-    batch_invariant: str = "auto"
-    flips: int = 1
-
-    @property
-    def noise(self) -> NoiseConfig:
-        return NoiseConfig(self.strategy, self.inversion_steps, self.forward_t, self.renormalise, self.mix)
-
-    def __post_init__(self) -> None:
-        """The checks this config can make alone (`validate` makes those that need the model)."""
-        self.noise  # NoiseConfig checks the noise settings when it is made
-        if not isinstance(self.sampling_steps, (int, np.integer)) or self.sampling_steps < 1:
-            raise ConfigError(f"sampling_steps must be a positive integer, got {self.sampling_steps!r}")
-        if not isinstance(self.ensemble, (int, np.integer)) or self.ensemble < 1:
-            raise ConfigError(f"ensemble size k must be a positive integer, got {self.ensemble}")
-        if not isinstance(self.tile_batch, (int, np.integer)) or self.tile_batch < 1:
-            raise ConfigError(f"tile_batch must be a positive integer, got {self.tile_batch}")
-        if self.batch_invariant not in BATCH_INVARIANT_CHOICES:
-            raise ConfigError(
-                f"batch_invariant must be one of {', '.join(BATCH_INVARIANT_CHOICES)}, got {self.batch_invariant!r}"
-            )
-        if self.flips not in FLIPS:
-            raise ConfigError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {self.flips!r}")
-        if not isinstance(self.overlap, (int, np.integer)) or self.overlap % DOWNSAMPLE_FACTOR or self.overlap < 0:
-            raise ConfigError(f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} px (>= 0), got {self.overlap}")
-
-    def validate(self, num_train_timesteps: int = 1000, tile_size: int = 256) -> None:
-        """The checks that need the model: step counts that divide its T, overlap within its tile."""
-        self.noise.validate(num_train_timesteps)
-        check_steps(self.sampling_steps, num_train_timesteps, "sampling_steps")
-        if self.overlap > tile_size // 2:
-            raise ConfigError(
-                f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} between 0 and {tile_size // 2} px, got {self.overlap}"
-            )
-
-    def nfe_per_tile(self) -> int:
-        """Network evaluations per tile: (inversion steps (prior) + k x sampling steps) x flips."""
-        inv = self.inversion_steps if self.strategy == "prior" else 0
-        return (inv + self.ensemble * self.sampling_steps) * self.flips
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def model_config(card, **overrides) -> SegmentConfig:
-    """`SegmentConfig` with the model card's own settings (``card.segment``, e.g. the views it
-    was scored with), then `overrides` (the user's choices) on top."""
-    fields = set(SegmentConfig.__dataclass_fields__) - {"return_scores"}
-    unknown = set(card.segment) - fields
-    if unknown:
-        raise BundleError(f"the model card's 'segment' names unknown setting(s) {', '.join(sorted(unknown))}")
-    return replace(SegmentConfig(), **{**card.segment, **overrides})
-
-
-# One help text per setting: the CLI's --help and the napari widgets' tooltips.
-SETTINGS_HELP = {
-    "strategy": "starting noise: 'prior' (DDIM inversion with LDM-P, the paper), 'random' or 'forward' (eq. 1)",
-    "inversion_steps": "DDIM inversion steps of the prior (paper: 100; must divide 1000)",
-    "sampling_steps": "DDIM sampling steps of LDM-S (paper: 200; must divide 1000)",
-    "ensemble": "number of samples k, combined by per-pixel majority vote",
-    "forward_t": "forward-diffusion step t of the 'forward' strategy (0 = the latent itself)",
-    "renormalise": "rescale the channel-averaged noise to unit variance (off = paper rule)",
-    "mix": "lambda in [0, 1]: mix the averaged noise with fresh per-channel noise (1 = paper rule)",
-    "overlap": "overlap of neighbouring 256 px tiles in pixels (multiple of 4)",
-    "tile_batch": "tiles per network call (memory grows with it)",
-    "seed": "seed of every random draw",
-    "device": "auto, cpu, cuda or mps (auto picks the best that exists)",
-    "noise_metrics": "compute SSIM/KLD of the starting noise (about 0.1 s per tile)",
-    "return_scores": "keep the per-class scores (not written by the CLI)",
-    "batch_invariant": "one tile per network call, so labels do not depend on tile_batch: "
-                       "auto (on for CPUs, off for GPUs), on or off",
-    "flips": "test-time augmentation: also segment the image mirrored (2: left-right, 4: and up-down, "
-             "8: and transposed) and average; costs that many times the time",
-}
 
 
 @dataclass
@@ -419,67 +304,3 @@ def segment_stack(
         cb = None if progress is None else (lambda p, i=i: progress(i, len(planes), p))
         out.append(segment(plane, bundle, config, progress=cb, cancel=cancel))
     return out
-
-
-def compute_noise(
-    image,
-    bundle: Bundle,
-    noise: NoiseConfig,
-    *,
-    seed: int = 0,
-    device: str = "auto",
-    tile_batch: int = 4,
-    batch_invariant: str = "auto",
-    progress: ProgressCallback | None = None,
-    cancel: CancelCheck | None = None,
-) -> np.ndarray:
-    """The (n, ceil(h/4), ceil(w/4)) starting noise that LDM-S would get for `image`.
-
-    (h, w) is the frame's size at the bundle's ``input_scale`` (the frame's own size for 1).
-
-    Same steps as `segment` up to the sampler: checks, the bundle's normalisation, tiles of
-    the bundle's tile size (no overlap: a noise is not blended, it would lose variance),
-    encoder, the strategy's latent noise, channel averaging and repeat (Algorithm 1).
-    An image larger than one tile is cropped, centred, to whole tiles first.
-
-    progress gets a `Progress` after every network evaluation (the encoder, the prior's
-    inversion steps) and every tile batch; cancel is checked before each evaluation and
-    each batch and raises SegmentationCancelled.
-    """
-    noise.validate(bundle.num_train_timesteps)
-    if bundle.card.input_scale != 1.0:  # the noise of the frame at the model's pixel size
-        image = rescale_frame(check_frame(image), bundle.card.input_scale)
-    source = FrameSource(image, bundle.card.normalization)
-    t = bundle.card.tile_size
-    H, W = source.shape
-    # Larger than a tile: keep the centred whole-tile part, so tiles neither overlap nor pad
-    # (an axis shorter than a tile is the whole axis, mirrored up to a tile by the source).
-    ch, cw = (H // t * t if H > t else H), (W // t * t if W > t else W)
-    y0, x0 = (H - ch) // 2, (W - cw) // 2
-    grid = TileGrid(ch, cw, t, 0, DOWNSAMPLE_FACTOR)
-    dev = resolve_device(device)
-    # Progress counts the encoder too, so a strategy without a network still reports per batch.
-    run = TileRun(len(grid), tile_batch, 1 + (noise.inversion_steps if noise.strategy == "prior" else 0),
-                  progress, cancel)
-    encode, net_p, _ = diffusion_networks(bundle, dev, batch_invariant)
-    encode, ldm_p = run.counted(encode, "encode"), run.counted(net_p, "inversion")
-    scheduler = bundle.make_scheduler()
-    n = bundle.n_classes
-    lh, lw = -(-grid.padded_shape[0] // DOWNSAMPLE_FACTOR), -(-grid.padded_shape[1] // DOWNSAMPLE_FACTOR)
-    out = np.zeros((n, lh, lw), np.float32)
-    for ids, batch, tiles in run.batches(grid.origins(), lambda y, x: source.tile(y0 + y, x0 + x, t)):
-        z = encode(torch.from_numpy(tiles).to(dev))
-        start, _ = starting_noise(z, noise, n, seed, ids, 0, ldm_p, scheduler)
-        start = start.float().cpu().numpy()
-        for i, (y, x) in enumerate(batch):
-            ly, lx = y // DOWNSAMPLE_FACTOR, x // DOWNSAMPLE_FACTOR
-            out[:, ly : ly + start.shape[2], lx : lx + start.shape[3]] = start[i]
-    return out[:, : -(-ch // DOWNSAMPLE_FACTOR), : -(-cw // DOWNSAMPLE_FACTOR)]
-
-
-def centre_crop_box(shape: Sequence[int], size: int) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) of the centred size x size crop of a (H, W) frame (smaller frames: all)."""
-    H, W = int(shape[0]), int(shape[1])
-    h, w = min(H, size), min(W, size)
-    y0, x0 = (H - h) // 2, (W - w) // 2
-    return y0, y0 + h, x0, x0 + w

@@ -1,0 +1,131 @@
+"""`SegmentConfig`: every setting of one segmentation run, its checks and its help texts.
+
+The model card's own settings (`model_config`) come first, the user's choices on top. One
+help text per setting (`SETTINGS_HELP`) serves the CLI's --help and the widgets' tooltips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from .engine import BATCH_INVARIANT_CHOICES
+from .errors import BundleError, ConfigError
+from .models import DOWNSAMPLE_FACTOR
+from .noise import NoiseConfig, check_steps
+
+__all__ = ["FLIPS", "SETTINGS_HELP", "SegmentConfig", "model_config"]
+
+FLIPS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Every setting of one segmentation run, validated once (`validate`).
+
+    Noise: strategy 'prior' | 'random' | 'forward', inversion_steps (prior), forward_t
+    (forward), renormalise, mix (see `NoiseConfig`). Sampling: sampling_steps DDIM steps,
+    ensemble k samples with majority vote. Tiling: overlap in pixels, tile_batch tiles per
+    network call (memory scales with it). seed makes every random draw reproducible.
+    noise_metrics computes SSIM/KLD of the starting noise per tile (costs ~0.1 s a tile).
+    return_scores keeps the blended (n, H, W) class scores (n x 4 bytes per pixel).
+    flips: test-time augmentation, segmenting the frame also mirrored (2: left-right; 4:
+    and up-down; 8: and transposed) and averaging the votes and scores mapped back
+    (`FLIP_VIEWS`); costs `flips` times the time.
+    """
+
+    strategy: str = "prior"
+    # 10 + 10 (20 NFE per tile) instead of the paper's 100 + 200 (300 NFE): on the hard
+    # synthetic benchmark the shipped bundle's prior x1 scored mIoU 0.840 at 10 + 10 against
+    # 0.844 at 100 + 200 and 0.803 for Random x5 at 200 steps (README, "Few-step inference";
+    # scripts/evaluate_synthetic.sh).
+    inversion_steps: int = 10
+    sampling_steps: int = 10
+    ensemble: int = 1
+    forward_t: int = 300
+    renormalise: bool = False
+    mix: float = 1.0
+    overlap: int = 32
+    tile_batch: int = 4
+    seed: int = 0
+    device: str = "auto"
+    noise_metrics: bool = True
+    return_scores: bool = False
+    # "on": the networks see one tile per call, so labels are bit-identical for every
+    # tile_batch (oneDNN/MKL pick other kernels for other batch sizes: 1e-6 differences
+    # that can flip a pixel). "auto" = on for CPUs (~15 % slower for the shipped model,
+    # benchmarks/speed.py), off for GPUs, whose speed comes from batching.
+    batch_invariant: str = "auto"
+    flips: int = 1
+
+    @property
+    def noise(self) -> NoiseConfig:
+        return NoiseConfig(self.strategy, self.inversion_steps, self.forward_t, self.renormalise, self.mix)
+
+    def __post_init__(self) -> None:
+        """The checks this config can make alone (`validate` makes those that need the model)."""
+        self.noise  # NoiseConfig checks the noise settings when it is made
+        if not isinstance(self.sampling_steps, (int, np.integer)) or self.sampling_steps < 1:
+            raise ConfigError(f"sampling_steps must be a positive integer, got {self.sampling_steps!r}")
+        if not isinstance(self.ensemble, (int, np.integer)) or self.ensemble < 1:
+            raise ConfigError(f"ensemble size k must be a positive integer, got {self.ensemble}")
+        if not isinstance(self.tile_batch, (int, np.integer)) or self.tile_batch < 1:
+            raise ConfigError(f"tile_batch must be a positive integer, got {self.tile_batch}")
+        if self.batch_invariant not in BATCH_INVARIANT_CHOICES:
+            raise ConfigError(
+                f"batch_invariant must be one of {', '.join(BATCH_INVARIANT_CHOICES)}, got {self.batch_invariant!r}"
+            )
+        if self.flips not in FLIPS:
+            raise ConfigError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {self.flips!r}")
+        if not isinstance(self.overlap, (int, np.integer)) or self.overlap % DOWNSAMPLE_FACTOR or self.overlap < 0:
+            raise ConfigError(f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} px (>= 0), got {self.overlap}")
+
+    def validate(self, num_train_timesteps: int = 1000, tile_size: int = 256) -> None:
+        """The checks that need the model: step counts that divide its T, overlap within its tile."""
+        self.noise.validate(num_train_timesteps)
+        check_steps(self.sampling_steps, num_train_timesteps, "sampling_steps")
+        if self.overlap > tile_size // 2:
+            raise ConfigError(
+                f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} between 0 and {tile_size // 2} px, got {self.overlap}"
+            )
+
+    def nfe_per_tile(self) -> int:
+        """Network evaluations per tile: (inversion steps (prior) + k x sampling steps) x flips."""
+        inv = self.inversion_steps if self.strategy == "prior" else 0
+        return (inv + self.ensemble * self.sampling_steps) * self.flips
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_config(card, **overrides) -> SegmentConfig:
+    """`SegmentConfig` with the model card's own settings (``card.segment``, e.g. the views it
+    was scored with), then `overrides` (the user's choices) on top."""
+    fields = set(SegmentConfig.__dataclass_fields__) - {"return_scores"}
+    unknown = set(card.segment) - fields
+    if unknown:
+        raise BundleError(f"the model card's 'segment' names unknown setting(s) {', '.join(sorted(unknown))}")
+    return replace(SegmentConfig(), **{**card.segment, **overrides})
+
+
+# One help text per setting: the CLI's --help and the napari widgets' tooltips.
+SETTINGS_HELP = {
+    "strategy": "starting noise: 'prior' (DDIM inversion with LDM-P, the paper), 'random' or 'forward' (eq. 1)",
+    "inversion_steps": "DDIM inversion steps of the prior (paper: 100; must divide 1000)",
+    "sampling_steps": "DDIM sampling steps of LDM-S (paper: 200; must divide 1000)",
+    "ensemble": "number of samples k, combined by per-pixel majority vote",
+    "forward_t": "forward-diffusion step t of the 'forward' strategy (0 = the latent itself)",
+    "renormalise": "rescale the channel-averaged noise to unit variance (off = paper rule)",
+    "mix": "lambda in [0, 1]: mix the averaged noise with fresh per-channel noise (1 = paper rule)",
+    "overlap": "overlap of neighbouring 256 px tiles in pixels (multiple of 4)",
+    "tile_batch": "tiles per network call (memory grows with it)",
+    "seed": "seed of every random draw",
+    "device": "auto, cpu, cuda or mps (auto picks the best that exists)",
+    "noise_metrics": "compute SSIM/KLD of the starting noise (about 0.1 s per tile)",
+    "return_scores": "keep the per-class scores (not written by the CLI)",
+    "batch_invariant": "one tile per network call, so labels do not depend on tile_batch: "
+                       "auto (on for CPUs, off for GPUs), on or off",
+    "flips": "test-time augmentation: also segment the image mirrored (2: left-right, 4: and up-down, "
+             "8: and transposed) and average; costs that many times the time",
+}
