@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${PGDIFFSEG_DATA:-../shared/data}
 set_name=${1:?hela or qpi-cells}
+# TIMESTEP_POWER=3 trains each fold's LDM-S with large t drawn more often (train --timestep-power).
 # BASELINE_STEPS=0 skips the U-Net rows (each fold's U-Net costs ~12 min on this CPU).
 BASELINE_STEPS=${BASELINE_STEPS:-600}
 ROWS=("Otsu threshold (reference)" "U-Net (ResNet-18)" "Random x1" "Random x5" "Prior x1")
@@ -22,9 +23,14 @@ FLIPS=${FLIPS:-}
 # LDM-S is already trained (only the U-Nets are trained).
 [ "${ONLY_UNET:-0}" = 1 ] && ROWS=("U-Net (ResNet-18)" "Prior x1")
 for f in $FLIPS; do ROWS+=("Prior x1, $f views"); done
+TABLE=(--tables table2 --methods "${ROWS[@]}")
+# NFE=1 (with BASELINE_STEPS=0, on folds already trained): the quality-against-NFE table
+# instead: Prior and Random x1 at 10, 5, 2 and 1 sampling steps (the prior inverting with as
+# many steps), the prior's 10/5/2 inversion steps before 1 sampling step, Random x5 at 10.
+[ "${NFE:-0}" = 1 ] && TABLE=(--tables nfe --nfe-sampling 10 5 2 1 --nfe-inversion 10 5 2 1)
 COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --prediction-type sample
-        --stride 128 --baseline-steps "$BASELINE_STEPS" --baseline-crop 128 --otsu --tables table2 --methods "${ROWS[@]}"
-        --inversion-steps 10 --sampling-steps 10 --quiet)
+        --stride 128 --baseline-steps "$BASELINE_STEPS" --baseline-crop 128 --otsu "${TABLE[@]}"
+        --inversion-steps 10 --sampling-steps 10 --timestep-power "${TIMESTEP_POWER:-1}" --quiet)
 # shellcheck disable=SC2206
 [ -n "$FLIPS" ] && COMMON+=(--flips $FLIPS)
 case "$set_name" in

@@ -94,6 +94,12 @@ def add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficulty
                         "for set-ups with a noisier background (training only)")
 
 
+def add_timestep_power_arg(p: argparse.ArgumentParser, default: float) -> None:
+    p.add_argument("--timestep-power", type=float, default=default, metavar="P",
+                   help="LDM-S training timesteps t = T-1-floor(T u^P): 1 = uniform (paper); 3 puts 46%% of "
+                        "draws at t >= 900, where few-step x0 sampling makes its segmentation")
+
+
 def augment_from_args(args):
     from ..core.training import Augment
 

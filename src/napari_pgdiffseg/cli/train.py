@@ -6,6 +6,7 @@ import sys
 
 from ..core.errors import PGDiffSegError
 from ._args import (
+    add_timestep_power_arg,
     add_card_args,
     add_data_args,
     augment_from_args,
@@ -60,7 +61,8 @@ def cmd_train(args) -> int:
         prediction_type=args.prediction_type,
         autoencoder=StageConfig(args.steps_autoencoder, args.batch_autoencoder, args.crop_autoencoder, args.lr_autoencoder),
         ldm_p=StageConfig(args.steps_ldm_p, args.batch_ldm, args.crop_ldm, args.lr_ldm),
-        ldm_s=StageConfig(args.steps_ldm_s, args.batch_ldm, args.crop_ldm, args.lr_ldm),
+        ldm_s=StageConfig(args.steps_ldm_s, args.batch_ldm, args.crop_ldm, args.lr_ldm,
+                          timestep_power=args.timestep_power),
         seed=args.seed,
         device=args.device,
         mixed_precision=args.mixed_precision,
@@ -135,6 +137,7 @@ def add_parsers(sub, defaults) -> None:
     tr.add_argument("--crop-ldm", type=int, default=train.ldm_s.crop, help="training crop in pixels (LDMs)")
     tr.add_argument("--lr-autoencoder", type=float, default=train.autoencoder.lr)
     tr.add_argument("--lr-ldm", type=float, default=train.ldm_s.lr)
+    add_timestep_power_arg(tr, train.ldm_s.timestep_power)
     tr.add_argument("--seed", type=int, default=train.seed)
     tr.add_argument("--device", default=train.device, help=device_help)
     tr.add_argument("--mixed-precision", default=train.mixed_precision, choices=MIXED_PRECISION,

@@ -279,6 +279,21 @@ def _n_cells(rng, density: tuple[float, float], shape, margin: float) -> int:
     return int(rng.poisson(rng.uniform(*density) * area / _TILE_AREA))
 
 
+def _draw_cells(config, config_type, seed_or_rng, margin_radii: float):
+    """The start every generator shares: checked config, rng, the margin (`margin_radii` x the
+    largest cell radius) that cells may overhang the frame by, the cell count, which are dead."""
+    cfg = _check_cfg(config, config_type)
+    rng = _as_rng(seed_or_rng)
+    margin = margin_radii * cfg.cell_radius[1]
+    n = _n_cells(rng, cfg.density, cfg.shape, margin)
+    return cfg, rng, margin, n, rng.random(n) < cfg.dead_fraction
+
+
+def _empty_maps(shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zeroed (cell phase float32, labels uint8, instance ids int32) maps of a frame."""
+    return np.zeros(shape, np.float32), np.zeros(shape, np.uint8), np.zeros(shape, np.int32)
+
+
 def _spots(rng, shape, rate: float, sigma: float) -> np.ndarray:
     """Sparse blurred spots (granules) with exponential heights, ~`rate` per px, peak ~1."""
     pts = rng.random(shape, dtype=np.float32) < np.float32(rate)
@@ -542,20 +557,14 @@ def make_slim_frame(seed_or_rng: int | np.random.Generator, config: SlimConfig |
     ``return_instances=True`` a third array, uint16 nucleus ids 1..k (0 elsewhere), is
     returned. Deterministic for an integer seed; a Generator is advanced.
     """
-    cfg = _check_cfg(config, SlimConfig)
-    rng = _as_rng(seed_or_rng)
+    cfg, rng, margin, n, dead = _draw_cells(config, SlimConfig, seed_or_rng, 0.6)
     H, W = cfg.shape
-    margin = 0.6 * cfg.cell_radius[1]
-    n = _n_cells(rng, cfg.density, (H, W), margin)
-    dead = rng.random(n) < cfg.dead_fraction
     radii = np.where(dead, rng.uniform(*cfg.dead_radius, n), rng.uniform(*cfg.cell_radius, n))
     # Live cells are drawn before dead ones, which lie on top of them (rounded, detached).
     positions = place_largest_first(rng, radii, (H, W), 0.75, cluster=cfg.cluster, margin=margin,
                                     spacing=(0.8, 1.1))
 
-    cells = np.zeros((H, W), np.float32)
-    labels = np.zeros((H, W), np.uint8)
-    inst = np.zeros((H, W), np.int32)
+    cells, labels, inst = _empty_maps((H, W))
     next_id = 1
     for i in np.flatnonzero(~dead):
         if positions[i] is None:
@@ -677,19 +686,13 @@ def make_holo_frame(seed_or_rng: int | np.random.Generator, config: HoloConfig |
     returned; touching cells have different ids. Deterministic for an integer seed; a
     Generator is advanced.
     """
-    cfg = _check_cfg(config, HoloConfig)
-    rng = _as_rng(seed_or_rng)
+    cfg, rng, margin, n, dead = _draw_cells(config, HoloConfig, seed_or_rng, 1.0)
     H, W = cfg.shape
-    margin = cfg.cell_radius[1]
-    n = _n_cells(rng, cfg.density, (H, W), margin)
-    dead = rng.random(n) < cfg.dead_fraction
     radii = rng.uniform(*cfg.cell_radius, n)
     positions = place_largest_first(rng, radii, (H, W), 0.7, cluster=cfg.cluster, margin=margin,
                                     spacing=(0.75, 0.95))
 
-    cells = np.zeros((H, W), np.float32)
-    labels = np.zeros((H, W), np.uint8)
-    inst = np.zeros((H, W), np.int32)
+    cells, labels, inst = _empty_maps((H, W))
     next_id = 1
     for i in range(n):
         if positions[i] is None:

@@ -181,3 +181,30 @@ def test_build_training_data_with_real_like_synthetic_kinds():
         build_training_data(synthetic_frames=2, synthetic_kind="classic", n_classes=2, tile_size=256)
     with pytest.raises(ConfigError, match="unknown synthetic generator"):
         build_training_data(synthetic_frames=1, synthetic_kind="nope", tile_size=64)
+
+
+def test_training_timesteps_uniform_by_default_and_biased_to_large_t():
+    from napari_pgdiffseg.core.training.diffusion import training_timesteps
+
+    # power 1 draws exactly what torch.randint draws (earlier bundles train bit-identically)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(training_timesteps(64, 1000, g1), torch.randint(0, 1000, (64,), generator=g2))
+    t = training_timesteps(200_000, 1000, torch.Generator().manual_seed(0), power=3.0)
+    assert t.dtype == torch.int64 and int(t.min()) >= 0 and int(t.max()) == 999
+    # P(t >= 900) = P(u^3 <= 0.1) = 0.1^(1/3) = 0.464; P(t < 100) = 1 - 0.9^(1/3) = 0.035
+    assert abs(float((t >= 900).double().mean()) - 0.1 ** (1 / 3)) < 0.005
+    assert abs(float((t < 100).double().mean()) - (1 - 0.9 ** (1 / 3))) < 0.003
+
+
+def test_timestep_power_is_checked_and_only_for_ldm_s(data, tmp_path):
+    with pytest.raises(ConfigError, match=r"timestep_power must be a number in \[0.25, 10\]"):
+        StageConfig(10, timestep_power=0.0)
+    with pytest.raises(ConfigError, match="applies to ldm_s only; ldm_p must keep 1.0"):
+        TrainConfig(ldm_p=StageConfig(10, timestep_power=3.0))
+    unl, lab, _ = data
+    cfg = TrainConfig(preset="tiny", autoencoder=StageConfig(0), ldm_p=StageConfig(0),
+                      ldm_s=StageConfig(2, 2, 64, timestep_power=3.0), device="cpu")
+    _, reports = train_bundle(cfg, unl, lab, tmp_path / "b", stages=("ldm_s",))
+    card = json.loads((tmp_path / "b" / "pgdiffseg.json").read_text())
+    assert card["provenance"]["training_runs"][-1]["config"]["ldm_s"]["timestep_power"] == 3.0
+    assert reports[0].steps == 2
