@@ -11,26 +11,32 @@
 #                   frames; strong brightness/contrast augmentation (other set-ups put the
 #                   background elsewhere in the normalised range) and smoothed-noise
 #                   augmentation up to SD 0.08 (other set-ups have noisier backgrounds).
+# TIMESTEP_POWER_SLIM / TIMESTEP_POWER_HOLO: the LDM-S timestep bias of each (train --timestep-power).
 # The recipes are those scored by scripts/evaluate_real.sh (3-fold CV by frame); then
 #   python scripts/ship_model.py NAME out/train/NAME ... (see README) copies them into the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${PGDIFFSEG_DATA:-../shared/data}
 OUT=${OUT:-out/train}
+ONLY=${ONLY:-}  # slim-viability or qpi-cells: train just that one
 mkdir -p "$OUT"
 COMMON=(--start-from synthetic-demo --stages ldm_s --prediction-type sample --stride 128 --synthetic 40
         --synthetic-seed 10001 --device cpu --no-resume)
-OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-live-dead/HeLa" --masks "$DATA/qpi-live-dead/HeLa-labels" \
-  --label-map viability4 --classes background,live,dead --synthetic-kind slim --steps-ldm-s 1500 \
-  --input-scale 0.5 --lr-ldm 5e-4 --mask-definition nuclei --modality "SLIM phase, 8-bit (HeLa/CHO, Hu et al. 2022)" \
-  --instances method=components,min_area=300 "${COMMON[@]}" --out "$OUT/slim-viability" \
-  > "$OUT/slim-viability.log" 2>&1 &
-P1=$!
-OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
-  --synthetic-kind holo --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
-  --mask-definition "whole cells" --modality "quantitative phase in radians (holographic QPI, e.g. Q-PHASE)" \
-  --instances method=watershed,min_distance=5,smooth=3,min_area=150 "${COMMON[@]}" --out "$OUT/qpi-cells" \
-  > "$OUT/qpi-cells.log" 2>&1 &
-P2=$!
-wait $P1
-wait $P2
+PIDS=()
+if [ "$ONLY" != qpi-cells ]; then
+  OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-live-dead/HeLa" --masks "$DATA/qpi-live-dead/HeLa-labels" \
+    --label-map viability4 --classes background,live,dead --synthetic-kind slim --steps-ldm-s 1500 \
+    --input-scale 0.5 --lr-ldm 5e-4 --mask-definition nuclei --modality "SLIM phase, 8-bit (HeLa/CHO, Hu et al. 2022)" \
+    --instances method=components,min_area=300 --timestep-power "${TIMESTEP_POWER_SLIM:-1}" "${COMMON[@]}" \
+    --out "$OUT/slim-viability" > "$OUT/slim-viability.log" 2>&1 &
+  PIDS+=($!)
+fi
+if [ "$ONLY" != slim-viability ]; then
+  OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
+    --synthetic-kind holo --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
+    --mask-definition "whole cells" --modality "quantitative phase in radians (holographic QPI, e.g. Q-PHASE)" \
+    --instances method=watershed,min_distance=5,smooth=3,min_area=150 --timestep-power "${TIMESTEP_POWER_HOLO:-1}" \
+    "${COMMON[@]}" --out "$OUT/qpi-cells" > "$OUT/qpi-cells.log" 2>&1 &
+  PIDS+=($!)
+fi
+for p in "${PIDS[@]}"; do wait "$p"; done

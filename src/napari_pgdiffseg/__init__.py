@@ -2,32 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .core import (  # noqa: E402
-    Bundle,
-    BundleError,
-    ConfigError,
-    InputImageError,
-    SegmentationCancelled,
-    SegmentationResult,
-    SegmentConfig,
-    create_bundle,
-    load_bundle,
-    save_bundle,
-    segment,
-    segment_stack,
-)
-
-__all__ = [
-    "Bundle",
-    "BundleError",
-    "ConfigError",
-    "InputImageError",
-    "SegmentConfig",
-    "SegmentationCancelled",
-    "SegmentationResult",
-    "create_bundle",
-    "load_bundle",
-    "save_bundle",
-    "segment",
-    "segment_stack",
-]
+# The package's public API is the core's (numpy in, numpy out): one list of names, kept in core.
+from .core import *  # noqa: E402,F401,F403
+from .core import __all__  # noqa: E402,F401

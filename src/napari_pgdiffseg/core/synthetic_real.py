@@ -320,6 +320,37 @@ def _finish_instances(inst: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- SLIM cells
 
 
+def _slim_nucleus(rng, thick, yy, xx, centre, axes, rn: float, cell) -> np.ndarray:
+    """Add a live cell's nucleus to its thickness patch `thick` (in place); its mask.
+
+    Oval, kidney-shaped half of the time, mottled, with 1-4 nucleoli; `centre` (y, x) and
+    `axes` (a, b) in patch coordinates, `rn` its mean radius, `cell` the cell's mask.
+    """
+    (ny, nx), (na, nb) = centre, axes
+    pshape = thick.shape
+    nth = rng.uniform(0, np.pi)
+    un, vn = _ellipse_coords(yy, xx, ny, nx, na, nb, nth)
+    phin = np.arctan2(vn, un)
+    kn = np.arange(2, 5)
+    amp_n, psi_n = _harmonics(rng, kn, 0.05)
+    fn = _radial(phin, kn, amp_n, psi_n)
+    if rng.random() < 0.5:
+        side = np.float32(np.pi / 2 if rng.random() < 0.5 else -np.pi / 2)
+        dphi = (phin - side + np.float32(np.pi)) % np.float32(2 * np.pi) - np.float32(np.pi)
+        fn -= np.float32(rng.uniform(0.15, 0.35)) * np.exp(-0.5 * (dphi / np.float32(0.6)) ** 2)
+    rho_n = np.sqrt(un * un + vn * vn) / np.maximum(fn, np.float32(0.3))
+    nuc = (rho_n < 1.0) & cell
+    prof = np.clip((1.0 - rho_n) * np.float32(rn / 2.5), 0.0, 1.0)
+    # The nucleus is much thicker than the cytoplasm: after the halo its interior sits
+    # near the background level with a dark ring around it (as measured on the labelled
+    # HeLa frames), and its strong chromatin mottle is what sets it apart.
+    mottle = np.float32(1.0) + np.float32(rng.uniform(0.2, 0.4)) * _smooth_noise(rng, pshape, 1.5)
+    thick += np.float32(rng.uniform(0.3, 0.6)) * prof * mottle
+    add_nucleoli(rng, thick, yy, xx, (ny, nx), (na, nb), nth, count=(1, 5), spread=0.6, sigma=(1.5, 3.5),
+                 amplitude=(0.1, 0.25))
+    return nuc
+
+
 def _slim_live_cell(rng, cy: float, cx: float, R: float, cfg: SlimConfig, shape):
     """One spread live cell: (y0, y1, x0, x1, thickness, cell mask, nucleus mask) or None.
 
@@ -390,27 +421,7 @@ def _slim_live_cell(rng, cy: float, cx: float, R: float, cfg: SlimConfig, shape)
         _add_filopodia(rng, spikes, yy, xx, theta, a_ax, b_ax, ks, amp, psi,
                        arm_phi, arm_len, arm_w, f_min)
 
-    # Nucleus: oval, kidney-shaped half of the time, mottled, with 1-4 nucleoli.
-    nth = rng.uniform(0, np.pi)
-    un, vn = _ellipse_coords(yy, xx, ny, nx, na, nb, nth)
-    phin = np.arctan2(vn, un)
-    kn = np.arange(2, 5)
-    amp_n, psi_n = _harmonics(rng, kn, 0.05)
-    fn = _radial(phin, kn, amp_n, psi_n)
-    if rng.random() < 0.5:
-        side = np.float32(np.pi / 2 if rng.random() < 0.5 else -np.pi / 2)
-        dphi = (phin - side + np.float32(np.pi)) % np.float32(2 * np.pi) - np.float32(np.pi)
-        fn -= np.float32(rng.uniform(0.15, 0.35)) * np.exp(-0.5 * (dphi / np.float32(0.6)) ** 2)
-    rho_n = np.sqrt(un * un + vn * vn) / np.maximum(fn, np.float32(0.3))
-    nuc = (rho_n < 1.0) & cell
-    prof = np.clip((1.0 - rho_n) * np.float32(rn / 2.5), 0.0, 1.0)
-    # The nucleus is much thicker than the cytoplasm: after the halo its interior sits
-    # near the background level with a dark ring around it (as measured on the labelled
-    # HeLa frames), and its strong chromatin mottle is what sets it apart.
-    mottle = np.float32(1.0) + np.float32(rng.uniform(0.2, 0.4)) * _smooth_noise(rng, pshape, 1.5)
-    thick += np.float32(rng.uniform(0.3, 0.6)) * prof * mottle
-    add_nucleoli(rng, thick, yy, xx, (ny, nx), (na, nb), nth, count=(1, 5), spread=0.6, sigma=(1.5, 3.5),
-                 amplitude=(0.1, 0.25))
+    nuc = _slim_nucleus(rng, thick, yy, xx, (ny, nx), (na, nb), rn, cell)
     # Texture fields and the nucleolus Gaussians extend past the outline: cut them off
     # there, then add the spikes, which lie outside it on purpose.
     thick *= cell
