@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${PGDIFFSEG_DATA:-../shared/data}
 set_name=${1:?hela or qpi-cells}
+# NORMALIZATION=background trains and scores each fold with that card normalisation (--normalization).
 # TIMESTEP_POWER=3 trains each fold's LDM-S with large t drawn more often (train --timestep-power).
 # BASELINE_STEPS=0 skips the U-Net rows (each fold's U-Net costs ~12 min on this CPU).
 BASELINE_STEPS=${BASELINE_STEPS:-600}
@@ -31,6 +32,7 @@ TABLE=(--tables table2 --methods "${ROWS[@]}")
 COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --prediction-type sample
         --stride 128 --baseline-steps "$BASELINE_STEPS" --baseline-crop 128 --otsu "${TABLE[@]}"
         --inversion-steps 10 --sampling-steps 10 --timestep-power "${TIMESTEP_POWER:-1}" --quiet)
+[ -n "${NORMALIZATION:-}" ] && COMMON+=(--normalization "$NORMALIZATION")
 # shellcheck disable=SC2206
 [ -n "$FLIPS" ] && COMMON+=(--flips $FLIPS)
 case "$set_name" in
