@@ -37,7 +37,8 @@ for ((s = 500; s <= STEPS; s += 500)); do
   done
   cp -r "$OUT/bundle.ckpt/ldm_s/model" "$OUT/checkpoints/step$s"
 done
-wait $TRAIN
+wait $TRAIN || echo "training stopped before $STEPS steps: scoring the checkpoints it left" >&2
 for ((s = 1000; s <= STEPS; s += 500)); do
+  [ -d "$OUT/checkpoints/step$s" ] || continue
   OMP_NUM_THREADS=1 python scripts/dev/score_checkpoint.py "$OUT/checkpoints/step$s" "$FOLD" | tee -a "$OUT/scores.txt"
 done
