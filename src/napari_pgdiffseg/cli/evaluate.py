@@ -9,10 +9,10 @@ from pathlib import Path
 from ..core.errors import PGDiffSegError
 from ..core.config import FLIPS, SegmentConfig
 from ._args import (
-    add_timestep_power_arg,
     add_card_args,
     add_data_args,
     add_model_arg,
+    add_timestep_power_arg,
     augment_from_args,
     card_from_args,
     class_names_from_args,

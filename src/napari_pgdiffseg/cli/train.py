@@ -6,9 +6,9 @@ import sys
 
 from ..core.errors import PGDiffSegError
 from ._args import (
-    add_timestep_power_arg,
     add_card_args,
     add_data_args,
+    add_timestep_power_arg,
     augment_from_args,
     card_from_args,
     class_names_from_args,
