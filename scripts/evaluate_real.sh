@@ -25,9 +25,9 @@ FLIPS=${FLIPS:-}
 [ "${ONLY_UNET:-0}" = 1 ] && ROWS=("U-Net (ResNet-18)" "Prior x1")
 for f in $FLIPS; do ROWS+=("Prior x1, $f views"); done
 TABLE=(--tables table2 --methods "${ROWS[@]}")
-# NFE=1 (with BASELINE_STEPS=0, on folds already trained): the quality-against-NFE table
-# instead: Prior and Random x1 at 10, 5, 2 and 1 sampling steps (the prior inverting with as
-# many steps), the prior's 10/5/2 inversion steps before 1 sampling step, Random x5 at 10.
+# NFE=1 (with BASELINE_STEPS=0, on folds already trained): evaluate's quality-against-NFE
+# table (--tables nfe) at 10/5/2/1 sampling and inversion steps instead of Table 2 (not yet
+# run on real frames).
 [ "${NFE:-0}" = 1 ] && TABLE=(--tables nfe --nfe-sampling 10 5 2 1 --nfe-inversion 10 5 2 1)
 COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --prediction-type sample
         --stride 128 --baseline-steps "$BASELINE_STEPS" --baseline-crop 128 --otsu "${TABLE[@]}"

@@ -199,6 +199,8 @@ def test_training_timesteps_uniform_by_default_and_biased_to_large_t():
 def test_timestep_power_is_checked_and_only_for_ldm_s(data, tmp_path):
     with pytest.raises(ConfigError, match=r"timestep_power must be a number in \[0.25, 10\]"):
         StageConfig(10, timestep_power=0.0)
+    with pytest.raises(ConfigError, match="timestep_power"):
+        StageConfig(10, timestep_power=True)
     with pytest.raises(ConfigError, match="applies to ldm_s only; ldm_p must keep 1.0"):
         TrainConfig(ldm_p=StageConfig(10, timestep_power=3.0))
     unl, lab, _ = data

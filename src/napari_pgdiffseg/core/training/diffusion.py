@@ -65,7 +65,8 @@ class StageConfig:
             raise ConfigError(f"a stage's crop must be a multiple of 32 (>= 32), got {self.crop}")
         if not self.lr > 0:
             raise ConfigError(f"a stage's lr must be > 0, got {self.lr}")
-        if not (isinstance(self.timestep_power, (int, float)) and 0.25 <= self.timestep_power <= 10):
+        if isinstance(self.timestep_power, bool) or not (isinstance(self.timestep_power, (int, float))
+                                                          and 0.25 <= self.timestep_power <= 10):
             raise ConfigError(f"a stage's timestep_power must be a number in [0.25, 10] (1 = uniform t), "
                               f"got {self.timestep_power!r}")
 
