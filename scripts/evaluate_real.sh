@@ -11,6 +11,7 @@ DATA=${PGDIFFSEG_DATA:-../shared/data}
 set_name=${1:?hela or qpi-cells}
 # NORMALIZATION=background trains and scores each fold with that card normalisation (--normalization).
 # TIMESTEP_POWER=3 trains each fold's LDM-S with large t drawn more often (train --timestep-power).
+# HOLO_KIND=holo-varied / HOLO_SYNTHETIC=N: the qpi-cells folds' synthetic generator and frame count.
 # BASELINE_STEPS=0 skips the U-Net rows (each fold's U-Net costs ~12 min on this CPU).
 BASELINE_STEPS=${BASELINE_STEPS:-600}
 ROWS=("Otsu threshold (reference)" "U-Net (ResNet-18)" "Random x1" "Random x5" "Prior x1")
@@ -60,7 +61,7 @@ case "$set_name" in
     # frames, and without it a tile of its background was called "cell".
     pgdiffseg evaluate --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
       --mask-definition "whole cells" --instances method=watershed,min_distance=5,smooth=3,min_area=150 \
-      --steps-ldm-s 1200 --train-synthetic 40 --synthetic-kind holo --brightness 0.5 --contrast 0.3 --noise 0.08 \
+      --steps-ldm-s 1200 --train-synthetic "${HOLO_SYNTHETIC:-40}" --synthetic-kind "${HOLO_KIND:-holo}" --brightness 0.5 --contrast 0.3 --noise 0.08 \
       "${COMMON[@]}" --out "${2:-out/eval/qpi-cells}" ;;
   *) echo "unknown set $set_name (hela or qpi-cells)" >&2; exit 2 ;;
 esac

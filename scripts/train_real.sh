@@ -11,6 +11,7 @@
 #                   frames; strong brightness/contrast augmentation (other set-ups put the
 #                   background elsewhere in the normalised range) and smoothed-noise
 #                   augmentation up to SD 0.08 (other set-ups have noisier backgrounds).
+# HOLO_KIND / HOLO_SYNTHETIC: qpi-cells' synthetic generator (holo or holo-varied) and frame count.
 # TIMESTEP_POWER_SLIM / TIMESTEP_POWER_HOLO: the LDM-S timestep bias of each (train --timestep-power).
 # The recipes are those scored by scripts/evaluate_real.sh (3-fold CV by frame); then
 #   python scripts/ship_model.py NAME out/train/NAME ... (see README) copies them into the package.
@@ -33,10 +34,10 @@ if [ "$ONLY" != qpi-cells ]; then
 fi
 if [ "$ONLY" != slim-viability ]; then
   OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
-    --synthetic-kind holo --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
+    --synthetic-kind "${HOLO_KIND:-holo}" --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
     --mask-definition "whole cells" --modality "quantitative phase in radians (holographic QPI, e.g. Q-PHASE)" \
     --instances method=watershed,min_distance=5,smooth=3,min_area=150 --timestep-power "${TIMESTEP_POWER_HOLO:-1}" \
-    "${COMMON[@]}" --out "$OUT/qpi-cells" > "$OUT/qpi-cells.log" 2>&1 &
+    "${COMMON[@]}" --synthetic "${HOLO_SYNTHETIC:-40}" --out "$OUT/qpi-cells" > "$OUT/qpi-cells.log" 2>&1 &
   PIDS+=($!)
 fi
 for p in "${PIDS[@]}"; do wait "$p"; done

@@ -171,6 +171,10 @@ def test_slim_config_validation(kw, msg):
     (dict(aspect=(0.5, 1.0)), "aspect"),
     (dict(elongated_fraction=-0.1), "elongated_fraction"),
     (dict(tilt=1.0), "tilt"),
+    (dict(size_scale=(0.0, 2.0)), "size_scale"),
+    (dict(halo=(-0.1, 0.5)), "halo"),
+    (dict(halo_sigma=(0.0, 4.0)), "halo_sigma"),
+    (dict(fringes=(0.2, 0.1)), "fringes"),
 ])
 def test_holo_config_validation(kw, msg):
     with pytest.raises(ConfigError, match=f"HoloConfig.{msg}"):
@@ -202,3 +206,62 @@ def test_quantized_slim_frames_look_like_uint8_exports():
     img, _ = make_slim_frame(3, SlimConfig(shape=(128, 128)))
     assert img.min() >= 0 and img.max() <= 255
     np.testing.assert_array_equal(img, np.rint(img))
+
+
+def _fixed(**kw) -> HoloConfig:
+    return HoloConfig(shape=(192, 192), density=(6.0, 6.0), **kw)
+
+
+def test_holo_size_scale_makes_larger_cells_and_keeps_coverage():
+    areas, cover = {}, {}
+    for scale in (1.0, 2.5):
+        a, c = [], []
+        for seed in range(4):
+            cfg = HoloConfig(shape=(384, 384), density=(10.0, 10.0), size_scale=(scale, scale))
+            _, lab, inst = make_holo_frame(seed, cfg, return_instances=True)
+            ids, counts = np.unique(inst[inst > 0], return_counts=True)
+            a += counts.tolist()
+            c.append((lab > 0).mean())
+        areas[scale], cover[scale] = np.median(a), np.mean(c)
+    # Radii x 2.5: areas about x 6 (cells cut by the frame edge pull the ratio down).
+    assert 3.5 < areas[2.5] / areas[1.0] < 9.0
+    # Density falls with the area, so the share of cell pixels stays of the same order.
+    assert 0.4 < cover[2.5] / cover[1.0] < 2.5
+
+
+def test_holo_halo_darkens_a_ring_outside_the_cells_and_keeps_the_masks():
+    from scipy import ndimage as ndi
+
+    plain, lab0 = make_holo_frame(3, _fixed(noise=(0.0, 0.0)))
+    ringed, lab1 = make_holo_frame(3, _fixed(noise=(0.0, 0.0), halo=(1.0, 1.0), halo_sigma=(6.0, 6.0)))
+    np.testing.assert_array_equal(lab0, lab1)  # the ring is drawn after the cells: same cells
+    fg = lab0 > 0
+    dist = ndi.distance_transform_edt(~fg)
+    ring, far = (dist > 0) & (dist <= 6), dist > 30
+    drop = ringed - plain
+    assert drop[ring].mean() < -0.1  # rad: a dark moat beside every cell
+    assert abs(drop[far].mean()) < 0.01  # the far background keeps its level
+    assert drop.max() <= 1e-6  # the moat only darkens
+
+
+def test_holo_fringes_add_background_texture():
+    plain, lab = make_holo_frame(5, _fixed(noise=(0.0, 0.0)))
+    fringed, lab1 = make_holo_frame(5, _fixed(noise=(0.0, 0.0), fringes=(0.05, 0.05)))
+    np.testing.assert_array_equal(lab, lab1)
+    diff = (fringed - plain)[lab == 0]
+    assert 0.01 < diff.std() < 0.05 and np.abs(diff).max() <= 0.05 + 1e-6
+
+
+def test_holo_varied_preset_and_generator_by_name():
+    from napari_pgdiffseg.core.generators import make_synthetic
+
+    cfg = HoloConfig.varied(shape=(128, 128))
+    assert cfg.size_scale[1] > 1.0 and cfg.halo[1] > 0 and cfg.fringes[1] > 0
+    assert HoloConfig.varied(halo=(0.0, 0.0)).halo == (0.0, 0.0)
+    images, labels, used = make_synthetic("holo-varied", 3, 11, shape=(128, 128), n_classes=2)
+    assert used == cfg and images.shape == labels.shape == (3, 128, 128)
+    assert set(np.unique(labels)) <= {0, 1}
+    # The defaults are untouched by the new options: no draw is spent on them.
+    a, _ = make_holo_frame(2, HoloConfig(shape=(64, 64)))
+    b, _ = make_holo_frame(2, HoloConfig(shape=(64, 64), size_scale=(1.0, 1.0), halo=(0.0, 0.0), fringes=(0.0, 0.0)))
+    np.testing.assert_array_equal(a, b)

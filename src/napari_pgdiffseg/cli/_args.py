@@ -81,7 +81,8 @@ def add_data_args(p: argparse.ArgumentParser, *, synthetic_seed: int, difficulty
     p.add_argument("--synthetic", type=int, default=0, help="add N synthetic frames with masks")
     p.add_argument("--synthetic-kind", default="classic", choices=SYNTHETIC_KINDS,
                    help="synthetic frames: classic (whole cells, live/dead), slim (SLIM-like, nuclei live/dead), "
-                        "holo (holographic phase in radians, whole cells)")
+                        "holo (holographic phase in radians, whole cells), holo-varied (the same as other "
+                        "set-ups show them: larger cells, dark rings, fringes, sparse fields)")
     p.add_argument("--synthetic-seed", type=int, default=synthetic_seed, help="seed of the synthetic frames")
     p.add_argument("--synthetic-difficulty", type=float, default=difficulty,
                    help="difficulty of the classic synthetic frames (0..1)")

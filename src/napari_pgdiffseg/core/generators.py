@@ -2,7 +2,8 @@
 
 "classic" (`synthetic`: whole cells, live/dead, the synthetic-demo model's frames), and the
 generators of `synthetic_real` made to look like real frames: "slim" (SLIM, nuclei
-live/dead) and "holo" (holographic phase in radians, whole cells).
+live/dead), "holo" (holographic phase in radians, whole cells, like qpi-cells' Q-PHASE frames)
+and "holo-varied" (the same cells as other set-ups show them: `HoloConfig.varied`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .synthetic import SyntheticConfig, make_dataset
 #: The synthetic generators a training run can draw from: `synthetic`'s whole-cell live/dead
 #: frames ("classic", the synthetic-demo model's), and those of `synthetic_real` made to look
 #: like real SLIM frames (nuclei live/dead) and holographic phase (whole cells).
-SYNTHETIC_KINDS = ("classic", "slim", "holo")
+SYNTHETIC_KINDS = ("classic", "slim", "holo", "holo-varied")
 
 
 def make_synthetic(kind: str, n_frames: int, seed: int, config=None, *, shape: tuple[int, int] = (256, 256),
@@ -32,10 +33,11 @@ def make_synthetic(kind: str, n_frames: int, seed: int, config=None, *, shape: t
         cfg = config if config is not None else SyntheticConfig(shape=shape)
         cfg = replace(cfg, shape=shape) if cfg.shape != tuple(shape) else cfg
         images, labels = make_dataset(n_frames, seed, cfg)
-    elif kind in ("slim", "holo"):
+    elif kind in ("slim", "holo", "holo-varied"):
         cls, make = ((synthetic_real.SlimConfig, synthetic_real.make_slim_dataset) if kind == "slim"
                      else (synthetic_real.HoloConfig, synthetic_real.make_holo_dataset))
-        cfg = config if config is not None else cls(shape=tuple(shape))
+        preset = synthetic_real.HoloConfig.varied if kind == "holo-varied" else cls
+        cfg = config if config is not None else preset(shape=tuple(shape))
         images, labels = make(n_frames, seed, cfg)
     else:
         raise ConfigError(f"unknown synthetic generator {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}")

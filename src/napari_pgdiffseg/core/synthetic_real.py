@@ -44,6 +44,10 @@ radians; labels are *whole cells*)
   abut rather than stack), which leaves the shallow valley seen between real neighbours.
 * Labels: 0 background, 1 cell; optionally a dead fraction (label 2) of rounded,
   compact cells with a high peak.
+* `HoloConfig.varied`: the same cells as other set-ups show them (per frame: cells and PSF
+  0.7-4.5x larger, sparse fields, a dark moat ``- k max(G_sigma(phase) - phase, 0)`` around
+  every cell as off-axis holography leaves (scikit-image's cell), background fringes);
+  masks keep the cells' own outlines.
 
 Both generators return instance ids on request (``return_instances=True``: uint16, one
 id per visible nucleus or cell, 1..k), so that touching objects can be learnt and scored.
@@ -55,7 +59,7 @@ frame ``i`` of a dataset uses ``frame_rng(seed, i)``. Speed (one core): 15-40 ms
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -183,6 +187,12 @@ class HoloConfig:
     background_variation: tuple[float, float] = (0.003, 0.02)  # rad, smooth field std
     tilt: float = 1e-4  # rad/px, largest background slope
     psf_sigma: float = 0.9  # px
+    # Other set-ups (all off by default, so the qpi-cells frames stay as they were; each is
+    # drawn once per frame, log-uniformly for `size_scale`, uniformly for the others):
+    size_scale: tuple[float, float] = (1.0, 1.0)  # x cell radii and psf (density / scale^2): pixel size
+    halo: tuple[float, float] = (0.0, 0.0)  # k of the dark ring: phase - k * max(G_sigma(phase) - phase, 0)
+    halo_sigma: tuple[float, float] = (6.0, 16.0)  # px (x size_scale), width of that ring
+    fringes: tuple[float, float] = (0.0, 0.0)  # rad, background fringes / ringing amplitude
 
     def __post_init__(self) -> None:
         _validate(self, {
@@ -198,7 +208,23 @@ class HoloConfig:
             "background_variation": ("range", 0.0, 10.0),
             "tilt": ("scalar", 0.0, 0.1),
             "psf_sigma": ("scalar", 0.0, 10.0),
+            "size_scale": ("range", 0.1, 10.0, True),
+            "halo": ("range", 0.0, 3.0),
+            "halo_sigma": ("range", 0.5, 100.0, True),
+            "fringes": ("range", 0.0, 10.0),
         })
+
+    @classmethod
+    def varied(cls, **overrides) -> "HoloConfig":
+        """Phase images of other set-ups than qpi-cells' Q-PHASE: cells up to 4.5x larger (other
+        pixel sizes and cell lines), sparse fields with wide empty background, the dark ring
+        that off-axis holography and background subtraction leave around a cell, and
+        fringes/ringing in the background. Masks keep the cell's own outline (the same rule as
+        the defaults), so a model learns that the ring is background."""
+        base = dict(density=(0.3, 20.0), size_scale=(0.7, 4.5), halo=(0.0, 1.2), halo_sigma=(4.0, 14.0),
+                    fringes=(0.0, 0.06))
+        base.update(overrides)
+        return cls(**base)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -533,6 +559,25 @@ def _add_specks(rng, img: np.ndarray, rate: float, sigma: tuple, height: tuple,
         img[y0:y1, x0:x1] += np.float32(h) * np.exp(-r2 / np.float32(2 * sig * sig))
 
 
+def _fringes(rng, shape) -> np.ndarray:
+    """Unit-amplitude background fringes: 1-3 wavy plane waves (period 6-30 px) whose
+    strength varies smoothly over the frame, as parasitic interference and ringing leave."""
+    H, W = shape
+    yy = np.arange(H, dtype=np.float32)[:, None]
+    xx = np.arange(W, dtype=np.float32)[None, :]
+    out = np.zeros(shape, np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        ang = rng.uniform(0, np.pi)
+        k = np.float32(2 * np.pi / rng.uniform(6.0, 30.0))
+        wobble = np.float32(rng.uniform(0.0, 3.0)) * _coarse_field(rng, shape, 120.0)
+        wave = np.sin(k * (np.float32(math.cos(ang)) * xx + np.float32(math.sin(ang)) * yy)
+                      + wobble + np.float32(rng.uniform(0, 2 * np.pi)))
+        env = np.clip(0.6 + 0.4 * _coarse_field(rng, shape, 150.0), 0.0, None)
+        out += wave * env
+    peak = float(np.abs(out).max())
+    return out / np.float32(peak) if peak > 0 else out
+
+
 def _add_rings(rng, img: np.ndarray, rate: float, amplitude: tuple) -> None:
     """Faint concentric defocus rings of out-of-focus dust (a common SLIM background)."""
     H, W = img.shape
@@ -697,7 +742,16 @@ def make_holo_frame(seed_or_rng: int | np.random.Generator, config: HoloConfig |
     returned; touching cells have different ids. Deterministic for an integer seed; a
     Generator is advanced.
     """
-    cfg, rng, margin, n, dead = _draw_cells(config, HoloConfig, seed_or_rng, 1.0)
+    cfg = _check_cfg(config, HoloConfig)
+    rng = _as_rng(seed_or_rng)
+    scale = 1.0
+    if cfg.size_scale != (1.0, 1.0):  # drawn only when set: default frames keep their draws
+        lo, hi = cfg.size_scale
+        scale = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        cfg = replace(cfg, cell_radius=(cfg.cell_radius[0] * scale, cfg.cell_radius[1] * scale),
+                      density=(cfg.density[0] / scale ** 2, cfg.density[1] / scale ** 2),
+                      psf_sigma=min(cfg.psf_sigma * scale, 10.0))
+    cfg, rng, margin, n, dead = _draw_cells(cfg, HoloConfig, rng, 1.0)
     H, W = cfg.shape
     radii = rng.uniform(*cfg.cell_radius, n)
     positions = place_largest_first(rng, radii, (H, W), 0.7, cluster=cfg.cluster, margin=margin,
@@ -725,6 +779,7 @@ def make_holo_frame(seed_or_rng: int | np.random.Generator, config: HoloConfig |
 
     img = cells
     _add_specks(rng, img, 2.0, (0.8, 2.5), (0.05, 0.4), 0.0)
+    objects = img.copy() if cfg.halo[1] > 0 else None
     slope = rng.uniform(0.0, cfg.tilt)
     ang = rng.uniform(0, 2 * np.pi)
     img += ((np.arange(H, dtype=np.float32) - H / 2) * np.float32(slope * math.sin(ang)))[:, None]
@@ -732,6 +787,16 @@ def make_holo_frame(seed_or_rng: int | np.random.Generator, config: HoloConfig |
     img += np.float32(rng.uniform(*cfg.background_variation)) * _coarse_field(rng, (H, W), 150.0)
     img += np.float32(rng.uniform(*cfg.noise)) * _smooth_noise(rng, (H, W), 0.7)
     img += np.float32(rng.uniform(-0.02, 0.02))
+    # The other set-ups' artefacts draw last, so a frame differs from its plain twin only by them.
+    if objects is not None:
+        # A dark moat around each cell (and debris) where its blur exceeds it: deepest at the
+        # outline (about k/2 of the cell's height there), fading out over sigma; the cell's
+        # interior and the far background keep their level, as in scikit-image's cell.
+        k = rng.uniform(*cfg.halo)
+        sigma = rng.uniform(*cfg.halo_sigma) * scale
+        img -= np.float32(k) * np.maximum(ndi.gaussian_filter(objects, sigma, truncate=3.0) - objects, 0.0)
+    if cfg.fringes[1] > 0:
+        img += np.float32(rng.uniform(*cfg.fringes)) * _fringes(rng, (H, W))
     if return_instances:
         return img, labels, _finish_instances(inst)
     return img, labels
