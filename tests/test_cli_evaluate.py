@@ -36,11 +36,15 @@ def test_evaluate_two_folds_two_methods(tiny_bundle_dir, tmp_path):
 def test_evaluate_nfe_curve_and_variants(tiny_bundle_dir, tmp_path):
     out = tmp_path / "ev"
     code = main(["evaluate", *FAST, "--bundle", str(tiny_bundle_dir), "--tables", "nfe", "variants",
-                 "--nfe-sampling", "5", "2", "--nfe-inversion", "5", "2", "--out", str(out)])
+                 "--nfe-sampling", "5", "2", "--nfe-inversion", "5", "2", "--out", str(out),
+                 # every row but the paper's 300-NFE one (its place in the table: test_evaluation)
+                 "--methods", "Prior 5+5", "Prior 2+2", "Prior 5+2", "Random x1 5", "Random x1 2",
+                 "Forward t=0, 2 steps", "Random x5 5", "Prior, average + repeat (paper)", "Prior, renormalised",
+                 "Prior, mixed (lambda=0.5)"])
     assert code == 0
     nfe = {r["method"]: int(r["nfe"]) for r in _csv(next(out.glob("*_nfe.csv")))}
     assert nfe == {"Prior 5+5": 10, "Prior 2+2": 4, "Prior 5+2": 7, "Random x1 5": 5, "Random x1 2": 2,
-                   "Random x5 5": 25}
+                   "Forward t=0, 2 steps": 2, "Random x5 5": 25}
     variants = [r["method"] for r in _csv(next(out.glob("*_variants.csv")))]
     assert variants == ["Prior, average + repeat (paper)", "Prior, renormalised", "Prior, mixed (lambda=0.5)"]
     png = (out / "nfe_curve.png").read_bytes()

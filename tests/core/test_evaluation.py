@@ -35,7 +35,14 @@ def test_method_tables_rows_and_nfe():
     assert [(m.config.renormalise, m.config.mix) for m in v] == [(False, 1.0), (True, 1.0), (False, 0.5)]
     assert [(m.name, m.nfe) for m in t["nfe"]] == [
         ("Prior 100+200", 300), ("Prior 50+50", 100), ("Prior 10+10", 20), ("Prior 100+10", 110),
-        ("Random x1 200", 200), ("Random x1 50", 50), ("Random x1 10", 10), ("Random x5 200", 1000)]
+        ("Random x1 200", 200), ("Random x1 50", 50), ("Random x1 10", 10), ("Forward t=0, 10 steps", 10),
+        ("Random x5 200", 1000)]  # the paper's 100+200 is the first row already
+    fwd0 = t["nfe"][-2].config
+    assert (fwd0.strategy, fwd0.forward_t, fwd0.sampling_steps) == ("forward", 0, 10)
+    few = method_tables(10, 10, nfe_sampling=(2, 1), nfe_inversion=(1,))["nfe"]
+    assert [(m.name, m.nfe) for m in few] == [
+        ("Prior 2+2", 4), ("Prior 1+1", 2), ("Random x1 2", 2), ("Random x1 1", 1), ("Forward t=0, 1 steps", 1),
+        ("Random x5 10", 50), ("Prior 100+200 (paper)", 300)]
 
 
 def test_method_needs_exactly_one_way_to_predict():
