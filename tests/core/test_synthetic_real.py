@@ -175,6 +175,7 @@ def test_slim_config_validation(kw, msg):
     (dict(halo=(-0.1, 0.5)), "halo"),
     (dict(halo_sigma=(0.0, 4.0)), "halo_sigma"),
     (dict(fringes=(0.2, 0.1)), "fringes"),
+    (dict(halo_inner=(0.0, 1.0)), "halo_inner"),
 ])
 def test_holo_config_validation(kw, msg):
     with pytest.raises(ConfigError, match=f"HoloConfig.{msg}"):
@@ -242,6 +243,25 @@ def test_holo_halo_darkens_a_ring_outside_the_cells_and_keeps_the_masks():
     assert drop[ring].mean() < -0.1  # rad: a dark moat beside every cell
     assert abs(drop[far].mean()) < 0.01  # the far background keeps its level
     assert drop.max() <= 1e-6  # the moat only darkens
+
+
+def test_holo_halo_inner_blur_moves_the_ring_out_from_the_outline():
+    from scipy import ndimage as ndi
+
+    cfg = dict(shape=(256, 256), density=(3.0, 3.0), size_scale=(3.5, 3.5), noise=(0.0, 0.0),
+               halo=(1.0, 1.0), halo_sigma=(8.0, 8.0))
+    plain, lab = make_holo_frame(4, HoloConfig(**{**cfg, "halo": (0.0, 0.0)}))
+    drops = {}
+    for inner in (0.0, 0.5):
+        img, lab1 = make_holo_frame(4, HoloConfig(**cfg, halo_inner=(inner, inner)))
+        np.testing.assert_array_equal(lab, lab1)
+        dist = ndi.distance_transform_edt(lab == 0)
+        drop = img - plain
+        drops[inner] = [float(drop[(dist > a) & (dist <= a + 2)].mean()) for a in (0, 12)]
+    # Without an inner blur the ring is deepest at the outline; with one it is shallow there
+    # and deepest further out.
+    assert drops[0.0][0] < drops[0.0][1] < 0
+    assert drops[0.5][1] < drops[0.5][0] < 0 and drops[0.0][0] < drops[0.5][0]
 
 
 def test_holo_fringes_add_background_texture():

@@ -45,8 +45,8 @@ radians; labels are *whole cells*)
 * Labels: 0 background, 1 cell; optionally a dead fraction (label 2) of rounded,
   compact cells with a high peak.
 * `HoloConfig.varied`: the same cells as other set-ups show them (per frame: cells and PSF
-  0.7-4.5x larger, sparse fields, a dark moat ``- k max(G_sigma(phase) - phase, 0)`` around
-  every cell as off-axis holography leaves (scikit-image's cell), background fringes);
+  0.7-4.5x larger, sparse fields, a dark moat ``- k max(G_sigma(phase) - G_{r sigma}(phase), 0)``
+  around every cell as off-axis holography leaves (scikit-image's cell), background fringes);
   masks keep the cells' own outlines.
 
 Both generators return instance ids on request (``return_instances=True``: uint16, one
@@ -192,6 +192,7 @@ class HoloConfig:
     size_scale: tuple[float, float] = (1.0, 1.0)  # x cell radii and psf (density / scale^2): pixel size
     halo: tuple[float, float] = (0.0, 0.0)  # k of the dark ring: phase - k * max(G_sigma(phase) - phase, 0)
     halo_sigma: tuple[float, float] = (6.0, 16.0)  # px (x size_scale), width of that ring
+    halo_inner: tuple[float, float] = (0.0, 0.0)  # its inner blur / halo_sigma: > 0 moves the ring out
     fringes: tuple[float, float] = (0.0, 0.0)  # rad, background fringes / ringing amplitude
 
     def __post_init__(self) -> None:
@@ -211,6 +212,7 @@ class HoloConfig:
             "size_scale": ("range", 0.1, 10.0, True),
             "halo": ("range", 0.0, 3.0),
             "halo_sigma": ("range", 0.5, 100.0, True),
+            "halo_inner": ("range", 0.0, 0.9),
             "fringes": ("range", 0.0, 10.0),
         })
 
@@ -221,8 +223,8 @@ class HoloConfig:
         that off-axis holography and background subtraction leave around a cell, and
         fringes/ringing in the background. Masks keep the cell's own outline (the same rule as
         the defaults), so a model learns that the ring is background."""
-        base = dict(density=(0.3, 20.0), size_scale=(0.7, 4.5), halo=(0.0, 1.2), halo_sigma=(4.0, 14.0),
-                    fringes=(0.0, 0.06))
+        base = dict(density=(0.3, 20.0), size_scale=(0.7, 4.5), halo=(0.0, 1.6), halo_sigma=(4.0, 14.0),
+                    halo_inner=(0.0, 0.6), fringes=(0.0, 0.06))
         base.update(overrides)
         return cls(**base)
 
@@ -789,12 +791,15 @@ def make_holo_frame(seed_or_rng: int | np.random.Generator, config: HoloConfig |
     img += np.float32(rng.uniform(-0.02, 0.02))
     # The other set-ups' artefacts draw last, so a frame differs from its plain twin only by them.
     if objects is not None:
-        # A dark moat around each cell (and debris) where its blur exceeds it: deepest at the
-        # outline (about k/2 of the cell's height there), fading out over sigma; the cell's
-        # interior and the far background keep their level, as in scikit-image's cell.
+        # A dark moat around each cell (and debris) where a wide blur of it exceeds a narrow
+        # one: with no inner blur deepest at the outline (about k/2 of the cell's height),
+        # with one (inner fraction r of sigma) zero at the outline and deepest ~r sigma out,
+        # as in scikit-image's cell; the interior and the far background keep their level.
         k = rng.uniform(*cfg.halo)
         sigma = rng.uniform(*cfg.halo_sigma) * scale
-        img -= np.float32(k) * np.maximum(ndi.gaussian_filter(objects, sigma, truncate=3.0) - objects, 0.0)
+        inner = rng.uniform(*cfg.halo_inner) * sigma if cfg.halo_inner[1] > 0 else 0.0
+        near = ndi.gaussian_filter(objects, inner, truncate=3.0) if inner > 0 else objects
+        img -= np.float32(k) * np.maximum(ndi.gaussian_filter(objects, sigma, truncate=3.0) - near, 0.0)
     if cfg.fringes[1] > 0:
         img += np.float32(rng.uniform(*cfg.fringes)) * _fringes(rng, (H, W))
     if return_instances:
