@@ -26,6 +26,7 @@ from ._base import RunWidget
 from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
+from ._preview import LivePreview
 
 LABEL_OUTPUTS = (("class labels", "classes"), ("one id per cell", "cells"), ("both", "both"))
 
@@ -172,8 +173,12 @@ class SegmentWidget(RunWidget):
         self.min_area = SpinBox(label="min cell area", min=0, max=100_000, tooltip=tooltip("min_area"))
         self.min_distance = SpinBox(label="cell split distance", min=0, max=1000, tooltip=tooltip("min_distance"))
         self.summary = _settings.text_label(label="summary")
+        self.preview_toggle = CheckBox(text="Preview (follows the view)", value=False, tooltip=tooltip("preview"))
+        self.preview = LivePreview(self)
+        self.preview_toggle.changed.connect(self.preview.set_enabled)
+        self.image.changed.connect(self.preview.schedule)
         self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
-                     self.buttons, self.status, self.summary])
+                     self.buttons, self.preview_toggle, self.status, self.summary])
 
         d = OutputOptions()
         self.outputs_persist = PersistedFields(
@@ -230,3 +235,7 @@ class SegmentWidget(RunWidget):
 
     def _on_cancelled(self) -> None:
         show_info("PG-DiffSeg: segmentation cancelled; no layer was changed")
+
+    def _on_finished(self) -> None:
+        super()._on_finished()
+        self.preview.resume()

@@ -46,6 +46,8 @@ TOOLTIPS: dict[str, str] = {
                     "(models that split cells by watershed); 0: the model's setting",
     "run": "segment the chosen image layer (the layer is fixed when you press Run)",
     "cancel": "stop before the next network evaluation; the viewer is left as it was",
+    "preview": "segment what the canvas shows, at screen resolution with the fastest settings, again after "
+               "every pan or zoom (a 'preview' layer); Run still segments the whole image",
     "restore_defaults": "reset every setting of this widget to its default",
     "input_dir": "folder with the frames to segment",
     "pattern": "file patterns in the input folder, separated by ';' (TIFF and PNG)",
