@@ -29,10 +29,19 @@ TABLE=(--tables table2 --methods "${ROWS[@]}")
 # NFE=1 (with BASELINE_STEPS=0, on folds already trained): evaluate's quality-against-NFE
 # table (--tables nfe) at 10/5/2/1 sampling and inversion steps instead of Table 2 (not yet
 # run on real frames).
-[ "${NFE:-0}" = 1 ] && TABLE=(--tables nfe --nfe-sampling 10 5 2 1 --nfe-inversion 10 5 2 1)
+# The table also has the paper's Prior 100+200 row; NFE_NO_PAPER=1 leaves it out (300 NFE per tile:
+# about 45 min for the 15 holographic frames on one core).
+if [ "${NFE:-0}" = 1 ]; then
+  TABLE=(--tables nfe --nfe-sampling 10 5 2 1 --nfe-inversion 10 5 2 1)
+  [ "${NFE_NO_PAPER:-0}" = 1 ] && TABLE+=(--methods "Prior 10+10" "Prior 5+5" "Prior 2+2" "Prior 1+1" "Prior 10+1"
+    "Prior 5+1" "Prior 2+1" "Random x1 10" "Random x1 5" "Random x1 2" "Random x1 1" "Forward t=0, 1 steps" "Random x5 10")
+fi
+# STEPS="I S": inversion and sampling steps of the Table 2 rows (default 10 10), e.g. STEPS="1 1"
+# with ONLY_PRIOR=1 FLIPS=8 for the mirrored views at the fewest steps.
+read -r INV SAMP <<< "${STEPS:-10 10}"
 COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --prediction-type sample
         --stride 128 --baseline-steps "$BASELINE_STEPS" --baseline-crop 128 --otsu "${TABLE[@]}"
-        --inversion-steps 10 --sampling-steps 10 --timestep-power "${TIMESTEP_POWER:-1}" --quiet)
+        --inversion-steps "$INV" --sampling-steps "$SAMP" --timestep-power "${TIMESTEP_POWER:-1}" --quiet)
 [ -n "${NORMALIZATION:-}" ] && COMMON+=(--normalization "$NORMALIZATION")
 # shellcheck disable=SC2206
 [ -n "$FLIPS" ] && COMMON+=(--flips $FLIPS)

@@ -1,6 +1,6 @@
 """How class scores become labels and cells, studied on the held-out frames of a real-data CV.
 
-    python scripts/postprocess_study.py hela|qpi-cells EVAL_DIR [--margins-only]
+    python scripts/postprocess_study.py hela|qpi-cells EVAL_DIR [--margins-only | --merge-only]
 
 EVAL_DIR is the output of `scripts/evaluate_real.sh SET EVAL_DIR`: it holds each fold's
 bundle (EVAL_DIR/fold{f}/bundle), trained without that fold's frames. Every held-out frame
@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,16 @@ SETS = {
 }
 
 
-def variants(card_instances: InstanceConfig, set_name: str, margins_only: bool = False):
+def variants(card_instances: InstanceConfig, set_name: str, margins_only: bool = False,
+             merge_only: bool = False):
     """(name, Refine, InstanceConfig) for every variant studied (margins_only: margins from
-    -0.75 to +0.3 with the card's instance setting)."""
+    -0.75 to +0.3 with the card's instance setting; merge_only: the card's labels and
+    watershed with each merge threshold of the shallow-saddle merge, `InstanceConfig.merge`)."""
+    if merge_only:
+        for m in (0.0, 0.5, 0.6, 0.7, 0.8, 0.9):
+            i = replace(card_instances, merge=m)
+            yield f"{Refine().describe()} | {i.describe()}", Refine(), i
+        return
     if margins_only:
         for m in (-0.75, -0.6, -0.45, -0.3, -0.15, 0.0, 0.15, 0.3):
             r = Refine(margin=m)
@@ -61,7 +69,7 @@ def variants(card_instances: InstanceConfig, set_name: str, margins_only: bool =
         yield f"{r.describe()} | {i.describe()}", r, i
 
 
-def main(set_name: str, eval_dir: str, margins_only: bool = False) -> int:
+def main(set_name: str, eval_dir: str, margins_only: bool = False, merge_only: bool = False) -> int:
     spec = SETS[set_name]
     frames = read_frames(spec["data"], spec["masks"], label_map=spec["label_map"], n_classes=len(spec["classes"]),
                          labelled_only=True)
@@ -81,7 +89,7 @@ def main(set_name: str, eval_dir: str, margins_only: bool = False) -> int:
     card = load_bundle(Path(eval_dir) / "fold0" / "bundle").card
     base_inst = InstanceConfig.from_dict(card.instances)
     table = {}
-    for name, refine, inst in variants(base_inst, set_name, margins_only):
+    for name, refine, inst in variants(base_inst, set_name, margins_only, merge_only):
         per = []
         for img, s, mask, true_ids in zip(frames.images, scores, frames.masks, frames.instances):
             labels = refine_labels(s, img, refine)
@@ -115,4 +123,4 @@ def main(set_name: str, eval_dir: str, margins_only: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], "--margins-only" in sys.argv[3:]))
+    sys.exit(main(sys.argv[1], sys.argv[2], "--margins-only" in sys.argv[3:], "--merge-only" in sys.argv[3:]))

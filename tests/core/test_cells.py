@@ -99,3 +99,25 @@ def test_h_maxima_markers_split_touching_cells_but_not_one_textured_cell():
     with pytest.raises(ConfigError, match=r"instances.h must be a number in \[0, 1\)"):
         InstanceConfig(method="watershed", h=1.5)
     assert InstanceConfig.from_dict(h_cfg.to_dict()) == h_cfg
+
+
+def test_merge_joins_the_pieces_of_one_textured_cell_but_not_two_touching_cells():
+    yy, xx = np.mgrid[:120, :200]
+    rng = np.random.default_rng(0)
+    texture = 0.03 * np.sin(xx / 4.0) * np.cos(yy / 4.0) + 0.01 * rng.normal(size=yy.shape)
+    one = np.exp(-(np.hypot(yy - 60, xx - 100) / 35.0) ** 4) + texture
+    # Two domes touching in a valley half as high as their tops.
+    two = (np.exp(-(np.hypot(yy - 60, xx - 70) / 26.0) ** 2)
+           + np.exp(-(np.hypot(yy - 60, xx - 130) / 26.0) ** 2)) + texture
+    names = ("background", "cell")
+    peaks = InstanceConfig(method="watershed", smooth=2.0, min_distance=5, min_area=20)
+    merged = InstanceConfig(method="watershed", smooth=2.0, min_distance=5, min_area=20, merge=0.7)
+    one_lab, two_lab = (one > 0.3).astype(np.uint8), (two > 0.3).astype(np.uint8)
+    assert cell_instances(one_lab, one, names, peaks).max() > 1  # texture cuts it without merging
+    assert cell_instances(one_lab, one, names, merged).max() == 1
+    ids = cell_instances(two_lab, two, names, merged)
+    assert ids.max() == 2 and ids[60, 70] != ids[60, 130]
+    np.testing.assert_array_equal(ids > 0, two_lab > 0)  # merging never changes the foreground
+    assert "merge 0.7" in merged.describe()
+    with pytest.raises(ConfigError, match=r"instances.merge must be a number in \[0, 1\)"):
+        InstanceConfig(method="watershed", merge=1.0)

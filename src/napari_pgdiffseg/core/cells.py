@@ -94,7 +94,10 @@ class InstanceConfig:
     `h_maxima`: maxima that stand at least h above the saddle to any higher one, with the
     phase scaled so its percentiles 1 and 99.8 are 0 and 1), so the texture inside one cell
     does not split it however close two cells are. min_area: objects smaller than this
-    (px) are dropped.
+    (px) are dropped. merge (watershed, 0 = off): two neighbouring pieces become one cell
+    when the phase along their shared border stays above `merge` x the lower of their two
+    peaks (heights over the background): the bumps of one textured cell are separated by
+    shallow saddles, two touching cells by a valley.
     """
 
     method: str = "components"
@@ -102,6 +105,7 @@ class InstanceConfig:
     smooth: float = 2.0
     min_area: int = 30
     h: float = 0.0
+    merge: float = 0.0
 
     def __post_init__(self):
         if self.method not in INSTANCE_METHODS:
@@ -114,6 +118,8 @@ class InstanceConfig:
             raise ConfigError(f"instances.smooth must be a number in [0, 100], got {self.smooth!r}")
         if isinstance(self.h, bool) or not isinstance(self.h, (int, float)) or not 0 <= self.h < 1:
             raise ConfigError(f"instances.h must be a number in [0, 1), got {self.h!r}")
+        if isinstance(self.merge, bool) or not isinstance(self.merge, (int, float)) or not 0 <= self.merge < 1:
+            raise ConfigError(f"instances.merge must be a number in [0, 1), got {self.merge!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> "InstanceConfig":
@@ -131,7 +137,8 @@ class InstanceConfig:
         if self.method == "components":
             return f"components (min_area {self.min_area})"
         marks = f"h {self.h:g}" if self.h > 0 else f"min_distance {self.min_distance}"
-        return f"watershed ({marks}, smooth {self.smooth:g}, min_area {self.min_area})"
+        merge = f", merge {self.merge:g}" if self.merge > 0 else ""
+        return f"watershed ({marks}, smooth {self.smooth:g}{merge}, min_area {self.min_area})"
 
 
 def cell_instances(labels: np.ndarray, phase: np.ndarray | None, class_names: Sequence[str],
@@ -152,7 +159,7 @@ def cell_instances(labels: np.ndarray, phase: np.ndarray | None, class_names: Se
             if phase is None:
                 raise ConfigError("the watershed instance method needs the image (phase)")
             ids = split_cells(labels, phase, cid, min_distance=config.min_distance, smooth=config.smooth,
-                              h=config.h)
+                              h=config.h, merge=config.merge)
         else:
             ids = connected_components(mask, connectivity=2).astype(np.int32)
         # By hand, not skimage's remove_small_objects: its size argument changed meaning
@@ -183,6 +190,7 @@ def split_cells(
     min_distance: int = 10,
     smooth: float = 2.0,
     h: float = 0.0,
+    merge: float = 0.0,
 ) -> np.ndarray:
     """One id per cell of class `class_id`: (H, W) int32, 0 elsewhere.
 
@@ -191,7 +199,8 @@ def split_cells(
     Markers are phase maxima at least `min_distance` px apart inside the mask, or with
     h > 0 the regions of the phase's h-maxima inside the mask (phase scaled so that its
     percentiles 1 and 99.8 are 0 and 1; see `InstanceConfig`); a component without a
-    marker keeps one id.
+    marker keeps one id. With merge > 0, pieces split only by a shallow saddle are joined
+    again (`merge_shallow`).
     """
     mask = np.asarray(labels) == class_id
     if not mask.any():
@@ -221,9 +230,50 @@ def split_cells(
         markers[tuple(yx)] = next_id
         next_id += 1
     cells = watershed(-landscape, markers, mask=mask, connectivity=2)  # 8-connected, like the components
+    if merge > 0:
+        cells = merge_shallow(cells, landscape, mask, merge)
     # Renumber 1..N so ids are compact.
     ids = np.unique(cells)
     ids = ids[ids > 0]
     lut = np.zeros(int(cells.max()) + 1, np.int32)
     lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
     return lut[cells]
+
+
+def merge_shallow(cells: np.ndarray, landscape: np.ndarray, mask: np.ndarray, merge: float) -> np.ndarray:
+    """Join neighbouring watershed pieces whose shared border is no valley.
+
+    Heights are over the background (the median of `landscape` outside `mask`); pieces a, b
+    are joined when the mean height along their border (scikit-image's `rag_boundary`) is
+    at least `merge` x min(peak a, peak b). One pass over the border graph with union-find,
+    so the result does not depend on the order of the pieces.
+    """
+    from skimage.graph import rag_boundary
+
+    n = int(cells.max())
+    if n < 2:
+        return cells
+    outside = ~mask
+    bg = float(np.median(landscape[outside])) if outside.any() else float(landscape.min())
+    height = (landscape - np.float32(bg)).astype(np.float64)
+    peaks = np.zeros(n + 1)
+    peaks[1:] = ndi.maximum(height, cells, index=np.arange(1, n + 1))
+    parent = np.arange(n + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    rag = rag_boundary(cells, height, connectivity=2)
+    for a, b, data in rag.edges(data=True):
+        if a == 0 or b == 0:
+            continue
+        low = min(peaks[a], peaks[b])
+        if low > 0 and data["weight"] >= merge * low:
+            ra, rb = root(a), root(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    lut = np.array([root(i) for i in range(n + 1)])
+    return lut[cells].astype(cells.dtype, copy=False)
