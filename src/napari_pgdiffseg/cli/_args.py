@@ -8,14 +8,18 @@ from pathlib import Path
 
 from ..core.errors import PGDiffSegError
 from ..core.noise import STRATEGIES
-from ..core.config import FLIPS, SETTINGS_HELP, SegmentConfig, model_config
+from ..core.config import DEFAULT_SPEED, FLIPS, SETTINGS_HELP, SPEED_PRESETS, SegmentConfig, model_config
 from ..core.engine import BATCH_INVARIANT_CHOICES
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    """One flag per `SegmentConfig` setting; unset flags take the model card's value, if it
-    has one (``card.segment``), else `SegmentConfig`'s default."""
+    """--speed and one flag per `SegmentConfig` setting; unset flags take the speed preset's value,
+    else the model card's (``card.segment``), else `SegmentConfig`'s default."""
     defaults = SegmentConfig()
+    p.add_argument("--speed", default=DEFAULT_SPEED, choices=tuple(SPEED_PRESETS),
+                   help="speed/quality: 'fast' = the model's own settings (the fewest steps that lose no "
+                        "accuracy, README 'Fast by default'); 'paper' = the paper's 100 + 200 steps, one view "
+                        f"(about 15x slower) (default: {DEFAULT_SPEED})")
     for f in dataclasses.fields(SegmentConfig):
         if f.name == "return_scores":
             continue
@@ -33,7 +37,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def config_from_args(args, card) -> SegmentConfig:
     """The settings of a run: the model card's (`config.model_config`), then the flags given."""
     names = {f.name for f in dataclasses.fields(SegmentConfig)} - {"return_scores"}
-    return model_config(card, **{n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    return model_config(card, getattr(args, "speed", DEFAULT_SPEED),
+                        **{n: getattr(args, n) for n in names if getattr(args, n) is not None})
 
 
 def add_model_arg(p: argparse.ArgumentParser, nargs=None) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import PGDiffSegError
-from ..core.config import FLIPS, SegmentConfig
+from ..core.config import DEFAULT_SPEED, FLIPS, SPEED_PRESETS, SegmentConfig
 from ._args import (
     add_card_args,
     add_data_args,
@@ -141,6 +141,11 @@ def cmd_evaluate(args) -> int:
         raise PGDiffSegError(f"unknown table(s) {', '.join(sorted(bad))}; choose from {', '.join(TABLES)}")
     if args.train_folds and args.folds < 2:
         raise PGDiffSegError("--train-folds needs --folds 2 or more")
+    speed = dataclasses.replace(SegmentConfig(), **SPEED_PRESETS[args.speed])
+    if args.inversion_steps is None:
+        args.inversion_steps = speed.inversion_steps
+    if args.sampling_steps is None:
+        args.sampling_steps = speed.sampling_steps
     models = args.model or [None]
     if args.train_folds:
         card = peek_bundle(resolve_model(args.start_from))[0] if args.start_from else None
@@ -303,8 +308,12 @@ def add_parsers(sub, defaults) -> None:
     ev.add_argument("--otsu", action="store_true", help="add an Otsu-threshold reference row to table2")
     add_card_args(ev)
     ev.add_argument("--tile-size", type=int, default=256, help="training tile size per fold")
-    ev.add_argument("--inversion-steps", type=int, default=100, help="prior inversion steps (paper: 100)")
-    ev.add_argument("--sampling-steps", type=int, default=200, help="LDM-S sampling steps (paper: 200)")
+    ev.add_argument("--speed", default=DEFAULT_SPEED, choices=tuple(SPEED_PRESETS),
+                    help="the step counts of the rows, as `segment --speed` (default: fast, what segment runs)")
+    ev.add_argument("--inversion-steps", type=int, default=None,
+                    help="prior inversion steps (default: the speed preset's; paper: 100)")
+    ev.add_argument("--sampling-steps", type=int, default=None,
+                    help="LDM-S sampling steps (default: the speed preset's; paper: 200)")
     ev.add_argument("--nfe-sampling", type=int, nargs="+", default=[200, 100, 50, 20, 10])
     ev.add_argument("--nfe-inversion", type=int, nargs="+", default=[100, 50, 20, 10])
     ev.add_argument("--mix", type=float, default=0.5, help="lambda of the mixed-noise variant")

@@ -15,9 +15,20 @@ from .errors import BundleError, ConfigError
 from .models import DOWNSAMPLE_FACTOR
 from .noise import NoiseConfig, check_steps
 
-__all__ = ["FLIPS", "SETTINGS_HELP", "SegmentConfig", "model_config"]
+__all__ = ["DEFAULT_SPEED", "FLIPS", "SETTINGS_HELP", "SPEED_PRESETS", "SegmentConfig", "model_config"]
 
 FLIPS = (1, 2, 4, 8)
+
+#: Speed/quality presets by name (`--speed`, the widgets' "speed" choice): the
+#: settings each puts over the model card's own. "fast" (the default) is the card's settings,
+#: whose step counts and views the NFE study chose per model (README), else `SegmentConfig`'s
+#: defaults; "paper" is the paper's protocol: prior, 100 inversion + 200 sampling steps, one
+#: view, one sample (300 network evaluations per tile).
+SPEED_PRESETS: dict[str, dict] = {
+    "fast": {},
+    "paper": {"strategy": "prior", "inversion_steps": 100, "sampling_steps": 200, "ensemble": 1, "flips": 1},
+}
+DEFAULT_SPEED = "fast"
 
 
 @dataclass(frozen=True)
@@ -99,14 +110,17 @@ class SegmentConfig:
         return asdict(self)
 
 
-def model_config(card, **overrides) -> SegmentConfig:
+def model_config(card, speed: str = DEFAULT_SPEED, **overrides) -> SegmentConfig:
     """`SegmentConfig` with the model card's own settings (``card.segment``, e.g. the views it
-    was scored with), then `overrides` (the user's choices) on top."""
+    was scored with), then the `speed` preset (`SPEED_PRESETS`), then `overrides` (the user's
+    choices)."""
+    if speed not in SPEED_PRESETS:
+        raise ConfigError(f"unknown speed preset {speed!r}; choose one of {', '.join(SPEED_PRESETS)}")
     fields = set(SegmentConfig.__dataclass_fields__) - {"return_scores"}
     unknown = set(card.segment) - fields
     if unknown:
         raise BundleError(f"the model card's 'segment' names unknown setting(s) {', '.join(sorted(unknown))}")
-    return replace(SegmentConfig(), **{**card.segment, **overrides})
+    return replace(SegmentConfig(), **{**card.segment, **SPEED_PRESETS[speed], **overrides})
 
 
 # One help text per setting: the CLI's --help and the napari widgets' tooltips.
