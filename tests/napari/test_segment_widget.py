@@ -381,3 +381,29 @@ def test_a_first_start_and_a_model_choice_show_the_models_own_settings(make_napa
     w.settings.set_bundle("qpi-cells")  # ... until another model with its own settings is chosen
     w.settings.set_bundle("slim-viability")
     assert w.settings.config().flips == card.segment["flips"]
+
+
+def test_speed_preset_sets_the_diffusion_settings_shown_under_advanced(make_napari_viewer, tiny_bundle_dir):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    s = w.settings
+    s.set_bundle(tiny_bundle_dir)
+    s.speed.value = "fast"
+    # The diffusion internals are hidden until asked for; the speed choice is up front.
+    s.advanced.value = False
+    def shown(widget):  # the dock is not on screen in tests: ask whether Qt would show it
+        return not widget.native.isHidden()
+
+    assert shown(s.speed) and shown(s.advanced) and not shown(s.sampling_steps) and not shown(s.ensemble)
+    s.advanced.value = True
+    assert shown(s.sampling_steps) and shown(s.ensemble) and shown(s.flips)
+    fast = model_config(load_bundle(tiny_bundle_dir).card)
+    assert (s.config().inversion_steps, s.config().sampling_steps) == (fast.inversion_steps, fast.sampling_steps)
+    s.speed.value = "paper"
+    cfg = s.config()
+    assert (cfg.strategy, cfg.inversion_steps, cfg.sampling_steps, cfg.flips, cfg.ensemble) == ("prior", 100, 200, 1, 1)
+    # Changing a diffusion setting by hand makes the run "custom"; choosing fast restores it.
+    s.sampling_steps.value = 5
+    assert s.speed.value == "custom" and s.config().sampling_steps == 5
+    s.speed.value = "fast"
+    assert s.config().sampling_steps == fast.sampling_steps and s.speed.value == "fast"

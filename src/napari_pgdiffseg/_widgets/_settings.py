@@ -21,7 +21,7 @@ from ..core.bundle import peek_bundle
 from ..core.devices import DEVICES, available_devices, resolve_device
 from ..core.errors import ConfigError, PGDiffSegError
 from ..core.noise import STRATEGIES
-from ..core.config import SETTINGS_HELP, SegmentConfig, model_config
+from ..core.config import DEFAULT_SPEED, SETTINGS_HELP, SPEED_PRESETS, SegmentConfig, model_config
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ TOOLTIPS: dict[str, str] = {
                     "(models that split cells by watershed); 0: the model's setting",
     "run": "segment the chosen image layer (the layer is fixed when you press Run)",
     "cancel": "stop before the next network evaluation; the viewer is left as it was",
+    "speed": "fast: the chosen model's own settings (the fewest diffusion steps that lose no accuracy on "
+             "held-out frames); paper: the paper's 100 inversion + 200 sampling steps, one view",
+    "advanced": "show the diffusion settings the speed preset sets (starting noise, steps, views, tiles)",
     "preview": "segment what the canvas shows, at screen resolution with the fastest settings, again after "
                "every pan or zoom (a 'preview' layer); Run still segments the whole image",
     "restore_defaults": "reset every setting of this widget to its default",
@@ -225,6 +228,15 @@ def _device_choices() -> list[tuple[str, str]]:
     return out
 
 
+#: The speed choice of the Segment and Batch widgets: the presets, and "custom" once a
+#: diffusion setting differs from both.
+CUSTOM_SPEED = "custom"
+SPEED_CHOICES = (("fast (the model's own settings)", "fast"), ("paper: 100 + 200 steps (about 15x slower)", "paper"),
+                 ("custom (see the diffusion settings)", CUSTOM_SPEED))
+#: The settings a speed preset decides (what sets the speed and quality of a run).
+SPEED_FIELDS = ("strategy", "inversion_steps", "sampling_steps", "ensemble", "flips")
+
+
 def _default_model_config() -> SegmentConfig:
     """The default model's settings (`config.model_config`), or plain defaults without it."""
     try:
@@ -265,6 +277,8 @@ class SettingsWidget(Container):
         self.tile_batch = SpinBox(label="tile batch", min=1, max=256, tooltip=tooltip("tile_batch"))
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, tooltip=tooltip("seed"))
         self.noise_metrics = CheckBox(text="noise SSIM / KLD", tooltip=tooltip("noise_metrics"))
+        self.speed = ComboBox(label="speed", choices=list(SPEED_CHOICES), value=DEFAULT_SPEED, tooltip=tooltip("speed"))
+        self.advanced = CheckBox(text="show the diffusion settings", value=False, tooltip=tooltip("advanced"))
         self.message = text_label(label="")
         self.message.native.setStyleSheet("color: #e0533d;")
 
@@ -278,26 +292,34 @@ class SettingsWidget(Container):
                 "ensemble": self.ensemble, "flips": self.flips, "overlap": self.overlap, "tile_batch": self.tile_batch,
                 "noise_metrics": self.noise_metrics,
             })
+        self.sampling = sampling
         shown = [self.model_source, self.bundle_path, self.model_info, self.device]
+        # The diffusion internals: shown with "show the diffusion settings" (the speed preset
+        # sets them); the inspector's form has only the seed.
+        self._advanced = [self.seed]
         if sampling:
-            shown += [self.strategy, self.inversion_steps, self.forward_t, self.renormalise, self.mix,
-                      self.sampling_steps, self.ensemble, self.flips, self.tile_size, self.overlap, self.tile_batch]
-        shown += [self.seed]
-        if sampling:
-            shown += [self.noise_metrics]
-        shown += [self.message]
+            self._advanced = [self.strategy, self.inversion_steps, self.forward_t, self.renormalise, self.mix,
+                              self.sampling_steps, self.ensemble, self.flips, self.tile_size, self.overlap,
+                              self.tile_batch, self.seed, self.noise_metrics]
+            shown += [self.speed, self.advanced]
+        shown += self._advanced + [self.message]
         self.extend(shown)
+        self._syncing_speed = False
 
         base = _default_model_config()  # a first start shows the default model's own settings
         defaults = {name: getattr(base, name) for name in self._config_widgets}
         defaults.update(model_source=bundle_mod.DEFAULT_MODEL, bundle_path="")
         persisted = {"model_source": self.model_source, "bundle_path": self.bundle_path, **self._config_widgets}
+        if sampling:
+            defaults.update(speed=DEFAULT_SPEED, advanced=False)
+            persisted.update(speed=self.speed, advanced=self.advanced)
         self.persist = PersistedFields(store or SettingsStore(section), persisted, defaults)
         self.problem = ""
         # After the persisted values are restored: choosing a model sets what its card
         # recommends (e.g. the mirrored views it was scored with); a restart keeps the user's.
         self.model_source.changed.connect(self.apply_model_settings)
         self.bundle_path.changed.connect(self.apply_model_settings)
+        self.speed.changed.connect(self.apply_speed)
         for w in persisted.values():  # not self.changed: refresh sets labels, which emit it too
             w.changed.connect(self.refresh)
         self.refresh()
@@ -334,20 +356,56 @@ class SettingsWidget(Container):
         self.apply_model_settings()
         self.refresh()
 
-    def apply_model_settings(self, *_) -> None:
-        """Set the fields the chosen model's card names (``card.segment``)."""
+    def _card(self):
         path = self.bundle_dir()
         try:
-            card = peek_bundle(path)[0] if path is not None else None
+            return peek_bundle(path)[0] if path is not None else None
         except PGDiffSegError:  # shown by refresh
+            return None
+
+    def apply_model_settings(self, *_) -> None:
+        """Set the fields the chosen model's card names (``card.segment``), then the speed preset's."""
+        card = self._card()
+        values = dict(card.segment) if card is not None else {}
+        if self.sampling and self.speed.value in SPEED_PRESETS:
+            values.update(SPEED_PRESETS[self.speed.value])
+        self._set_fields(values)
+
+    def apply_speed(self, *_) -> None:
+        """The speed preset chosen: every diffusion setting as `model_config(card, speed)` has it."""
+        if self._syncing_speed or self.speed.value not in SPEED_PRESETS:
             return
-        for name, value in (card.segment if card is not None else {}).items():
+        card = self._card()
+        cfg = model_config(card, self.speed.value) if card is not None else \
+            replace(SegmentConfig(), **SPEED_PRESETS[self.speed.value])
+        self._set_fields({n: getattr(cfg, n) for n in SPEED_FIELDS})
+
+    def _set_fields(self, values: dict) -> None:
+        for name, value in values.items():
             widget = self._config_widgets.get(name)
             if widget is not None:
                 try:
                     widget.value = value
                 except (ValueError, TypeError):
                     log.warning("model card setting %s=%r does not fit the widget", name, value)
+
+    def _sync_speed(self, card) -> None:
+        """Show the preset the diffusion settings match, or 'custom' once the user changed one."""
+        if not self.sampling or card is None:
+            return
+        shown = {n: self._config_widgets[n].value for n in SPEED_FIELDS}  # not config(): may be invalid now
+        try:
+            presets = {name: model_config(card, name) for name in SPEED_PRESETS}
+        except PGDiffSegError:  # a card with bad settings: refresh names the problem
+            return
+        match = next((name for name, cfg in presets.items()
+                      if all(getattr(cfg, n) == v for n, v in shown.items())), CUSTOM_SPEED)
+        if match != self.speed.value:
+            self._syncing_speed = True
+            try:
+                self.speed.value = match
+            finally:
+                self._syncing_speed = False
 
     # -- validation
     def _check(self) -> tuple[str, str, str]:
@@ -380,10 +438,14 @@ class SettingsWidget(Container):
 
     def refresh(self, *_) -> None:
         strategy = self.strategy.value
-        self.inversion_steps.visible = strategy == "prior"
-        self.forward_t.visible = strategy == "forward"
-        self.renormalise.visible = self.mix.visible = strategy != "random"
+        show = self.advanced.value or not self.sampling
+        for w in self._advanced:
+            w.visible = show
+        self.inversion_steps.visible = show and strategy == "prior"
+        self.forward_t.visible = show and strategy == "forward"
+        self.renormalise.visible = self.mix.visible = show and strategy != "random"
         self.bundle_path.visible = self.model_source.value == FOLDER_SOURCE
+        self._sync_speed(self._card())
         problem, info, tile = self._check()
         self.model_info.value = info
         self.tile_size.value = tile
