@@ -23,7 +23,7 @@ def _same(a, b):
 def test_shipped_bundle_is_bit_identical_across_runs_and_tile_batches():
     bundle = load_model("synthetic-demo")
     frame, _ = make_frame(11, SyntheticConfig(shape=(520, 600)))  # 3 x 3 = 9 tiles
-    cfg = SegmentConfig(noise_metrics=False, device="cpu", seed=4)
+    cfg = SegmentConfig(noise_metrics=False, device="cpu", seed=4, batch_invariant="on")
     one = segment(frame, bundle, replace(cfg, tile_batch=1))
     eight = segment(frame, bundle, replace(cfg, tile_batch=8))
     again = segment(frame, bundle, replace(cfg, tile_batch=8))
@@ -33,7 +33,8 @@ def test_shipped_bundle_is_bit_identical_across_runs_and_tile_batches():
 
 
 def test_ensemble_and_random_noise_are_bit_identical_across_tile_batches(tiny_bundle, frame_300x200):
-    cfg = SegmentConfig(inversion_steps=4, sampling_steps=4, ensemble=3, noise_metrics=False, device="cpu")
+    cfg = SegmentConfig(inversion_steps=4, sampling_steps=4, ensemble=3, noise_metrics=False, device="cpu",
+                        batch_invariant="on")
     for strategy in ("prior", "random", "forward"):
         a = segment(frame_300x200, tiny_bundle, replace(cfg, strategy=strategy, tile_batch=1))
         b = segment(frame_300x200, tiny_bundle, replace(cfg, strategy=strategy, tile_batch=8))
@@ -53,7 +54,8 @@ def test_a_loaded_bundle_reproduces_the_in_memory_one_at_tile_batch_1(tmp_path, 
     # differently for them unless load_bundle copies them (found by this test).
     b = create_bundle("tiny", seed=5)
     loaded = load_bundle(save_bundle(b, tmp_path / "b"))
-    cfg = SegmentConfig(inversion_steps=4, sampling_steps=4, noise_metrics=False, device="cpu", tile_batch=1)
+    cfg = SegmentConfig(inversion_steps=4, sampling_steps=4, noise_metrics=False, device="cpu", tile_batch=1,
+                        batch_invariant="on")
     _same(segment(frame_300x200, b, cfg), segment(frame_300x200, loaded, cfg))
 
 

@@ -121,8 +121,9 @@ def cmd_demo(args) -> int:
             parts.append(f"mIoU {s['miou']:.3f}, F1 {s['f1']:.3f},")
         parts.append(f"foreground IoU {foreground_iou(result.labels, truth):.3f},")
     parts.append(", ".join(f"{counts[f'{n}_cells']} {n}" for _, n in foreground_classes(names)) + ",")
-    parts.append(f"noise SSIM {result.noise_ssim:.3f}, KLD {result.noise_kld:.3f}, NFE {result.nfe}/tile x "
-                 f"{result.n_tiles} tiles, {result.seconds:.1f} s on {result.device}")
+    if config.noise_metrics:
+        parts.append(f"noise SSIM {result.noise_ssim:.3f}, KLD {result.noise_kld:.3f},")
+    parts.append(f"NFE {result.nfe}/tile x {result.n_tiles} tiles, {result.seconds:.1f} s on {result.device}")
     summary = " ".join(parts)
     fig = demo_figure(out / f"{name}_figure.png", image, result, bundle.card.colors, truth, title=summary)
     (out / f"{name}_summary.txt").write_text(summary + "\n")

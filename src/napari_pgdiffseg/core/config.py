@@ -61,13 +61,14 @@ class SegmentConfig:
     tile_batch: int = 4
     seed: int = 0
     device: str = "auto"
-    noise_metrics: bool = True
+    # Off the hot path (about 0.1 s a tile): the noise inspector and --noise-metrics compute them.
+    noise_metrics: bool = False
     return_scores: bool = False
     # "on": the networks see one tile per call, so labels are bit-identical for every
     # tile_batch (oneDNN/MKL pick other kernels for other batch sizes: 1e-6 differences
-    # that can flip a pixel). "auto" = on for CPUs (~15 % slower for the shipped model,
-    # benchmarks/speed.py), off for GPUs, whose speed comes from batching.
-    batch_invariant: str = "auto"
+    # that can flip a pixel), at ~15 % more time for the shipped model on a CPU
+    # (benchmarks/speed.py). "off" (default) batches tiles; "auto" = on for CPUs, off for GPUs.
+    batch_invariant: str = "off"
     flips: int = 1
 
     @property
@@ -138,8 +139,8 @@ SETTINGS_HELP = {
     "device": "auto, cpu, cuda or mps (auto picks the best that exists)",
     "noise_metrics": "compute SSIM/KLD of the starting noise (about 0.1 s per tile)",
     "return_scores": "keep the per-class scores (not written by the CLI)",
-    "batch_invariant": "one tile per network call, so labels do not depend on tile_batch: "
-                       "auto (on for CPUs, off for GPUs), on or off",
+    "batch_invariant": "one tile per network call, so labels do not depend on tile_batch (about 1.15x the time "
+                       "on a CPU): on, off, or auto (on for CPUs, off for GPUs)",
     "flips": "test-time augmentation: also segment the image mirrored (2: left-right, 4: and up-down, "
              "8: and transposed) and average; costs that many times the time",
 }
