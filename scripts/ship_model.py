@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("--stage-seconds", nargs="*", default=[], help="stage=seconds corrections")
     ap.add_argument("--refine", default=None, help="the card's refine, as JSON (e.g. '{\"margin\": -0.3}')")
     ap.add_argument("--segment", default=None, help="the card's segmentation settings, as JSON (e.g. '{\"flips\": 8}')")
+    ap.add_argument("--instance-settings", default=None,
+                    help="settings to change in the card's instances, as JSON (e.g. '{\"merge\": 0.6}'), chosen "
+                         "after training on held-out frames (scripts/postprocess_study.py)")
     args = ap.parse_args()
 
     load_bundle(args.bundle)  # validate before shipping
@@ -53,6 +56,11 @@ def main() -> None:
         card["refine"] = json.loads(args.refine)
     if args.segment is not None:
         card["segment"] = json.loads(args.segment)
+    if args.instance_settings is not None:
+        from napari_pgdiffseg.core.cells import InstanceConfig
+
+        merged = {**card.get("instances", {}), **json.loads(args.instance_settings)}
+        card["instances"] = InstanceConfig.from_dict(merged).to_dict()  # checked before it is written
     prov = card.setdefault("provenance", {})
     fixes = dict(item.split("=") for item in args.stage_seconds)
     for run in prov.get("training_runs", []):

@@ -151,3 +151,23 @@ def test_more_flips_keep_shapes_on_a_non_square_frame(tiny_bundle, fast_config, 
 def test_bad_flips_are_refused_before_any_work(tiny_bundle, fast_config, frame_300x200):
     with pytest.raises(ConfigError, match="flips must be one of 1, 2, 4, 8"):
         segment(frame_300x200, tiny_bundle, replace(fast_config, flips=3))
+
+
+def test_half_precision_autocast_runs_on_cpu_and_keeps_float32_outputs(tiny_bundle, fast_config, frame_300x200):
+    import torch
+
+    from napari_pgdiffseg.core.engine import autocast_dtype
+
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("auto", torch.device("cuda")) == torch.float16
+    full = segment(frame_300x200, tiny_bundle, replace(fast_config, precision="float32", return_scores=True))
+    # Networks in half precision, DDIM and blending in float32: scores stay close (the tiny
+    # untrained networks amplify rounding; float16 keeps 3 more mantissa bits than bfloat16).
+    for precision, rel_tol in (("bfloat16", 0.3), ("float16", 0.05)):
+        half = segment(frame_300x200, tiny_bundle, replace(fast_config, precision=precision, return_scores=True))
+        assert half.labels.dtype == np.uint8 and half.scores.dtype == np.float32
+        assert half.agreement.dtype == np.float32 and half.noise.dtype == np.float32
+        assert 0 < np.abs(half.scores - full.scores).mean() < rel_tol * np.abs(full.scores).mean()
+        assert (half.labels == full.labels).mean() > 0.85
+    with pytest.raises(ConfigError, match="precision must be one of auto, float32, bfloat16, float16"):
+        SegmentConfig(precision="fp8")

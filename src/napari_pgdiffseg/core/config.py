@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from .engine import BATCH_INVARIANT_CHOICES
+from .engine import BATCH_INVARIANT_CHOICES, PRECISIONS
 from .errors import BundleError, ConfigError
 from .models import DOWNSAMPLE_FACTOR
 from .noise import NoiseConfig, check_steps
@@ -70,6 +70,9 @@ class SegmentConfig:
     # (benchmarks/speed.py). "off" (default) batches tiles; "auto" = on for CPUs, off for GPUs.
     batch_invariant: str = "off"
     flips: int = 1
+    # "auto": float16 autocast on CUDA (the networks; DDIM and blending stay float32), float32
+    # elsewhere; "bfloat16"/"float16" ask for autocast on any device, "float32" for none.
+    precision: str = "auto"
 
     @property
     def noise(self) -> NoiseConfig:
@@ -88,6 +91,8 @@ class SegmentConfig:
             raise ConfigError(
                 f"batch_invariant must be one of {', '.join(BATCH_INVARIANT_CHOICES)}, got {self.batch_invariant!r}"
             )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.flips not in FLIPS:
             raise ConfigError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {self.flips!r}")
         if not isinstance(self.overlap, (int, np.integer)) or self.overlap % DOWNSAMPLE_FACTOR or self.overlap < 0:
@@ -141,6 +146,7 @@ SETTINGS_HELP = {
     "return_scores": "keep the per-class scores (not written by the CLI)",
     "batch_invariant": "one tile per network call, so labels do not depend on tile_batch (about 1.15x the time "
                        "on a CPU): on, off, or auto (on for CPUs, off for GPUs)",
+    "precision": "network precision: auto (float16 on CUDA, float32 on CPUs), float32, bfloat16 or float16",
     "flips": "test-time augmentation: also segment the image mirrored (2: left-right, 4: and up-down, "
              "8: and transposed) and average; costs that many times the time",
 }

@@ -133,10 +133,38 @@ def batch_invariant_on(batch_invariant: str, device: torch.device) -> bool:
     return batch_invariant == "on" or (batch_invariant == "auto" and device.type == "cpu")
 
 
-def diffusion_networks(bundle, device: torch.device, batch_invariant: str = "auto"):
-    """(encode, ldm_p, ldm_s) of `bundle` moved to `device`, one tile per call where asked."""
+#: Network precision of a run: "auto" = float16 autocast on CUDA, float32 elsewhere.
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `precision` on `device`, or None for plain float32."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
+
+
+def autocast_call(fn, device: torch.device, dtype: torch.dtype):
+    """`fn` run under `torch.autocast` at `dtype`, its output back in float32: the networks run
+    in half precision, the DDIM updates and the blending stay in float32."""
+    def call(x, *args, **kwargs):
+        with torch.autocast(device.type, dtype=dtype):
+            out = fn(x, *args, **kwargs)
+        if hasattr(out, "sample"):  # diffusers' UNet2DOutput
+            return type(out)(sample=out.sample.float())
+        return out.float()
+
+    return call
+
+
+def diffusion_networks(bundle, device: torch.device, batch_invariant: str = "auto", precision: str = "float32"):
+    """(encode, ldm_p, ldm_s) of `bundle` moved to `device`, one tile per call where asked, under
+    autocast where `precision` asks for it (`PRECISIONS`)."""
     bundle.to(device)
     nets = (lambda x: encode_latents(bundle.autoencoder, x), bundle.ldm_p, bundle.ldm_s)
+    dtype = autocast_dtype(precision, device)
+    if dtype is not None:
+        nets = tuple(autocast_call(f, device, dtype) for f in nets)
     if batch_invariant_on(batch_invariant, device):
         nets = tuple(one_tile_at_a_time(f) for f in nets)
     return nets

@@ -214,7 +214,7 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
     inversion = config.inversion_steps if noise_cfg.strategy == "prior" else 0
     run = TileRun(len(grid), config.tile_batch, inversion + config.sampling_steps, progress, cancel)
     scheduler = bundle.make_scheduler()
-    encode, net_p, net_s = diffusion_networks(bundle, device, config.batch_invariant)
+    encode, net_p, net_s = diffusion_networks(bundle, device, config.batch_invariant, config.precision)
     ldm_p, ldm_s = run.counted(net_p, "inversion"), run.counted(net_s, "sampling")
 
     H, W = source.shape
