@@ -170,4 +170,4 @@ def test_half_precision_autocast_runs_on_cpu_and_keeps_float32_outputs(tiny_bund
         assert 0 < np.abs(half.scores - full.scores).mean() < rel_tol * np.abs(full.scores).mean()
         assert (half.labels == full.labels).mean() > 0.85
     with pytest.raises(ConfigError, match="precision must be one of auto, float32, bfloat16, float16"):
-        SegmentConfig(precision="fp8")
+        replace(fast_config, precision="fp8")
