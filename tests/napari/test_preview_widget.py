@@ -106,3 +106,15 @@ def test_preview_box_of_a_plane_of_a_stack(viewer_widget, qtbot, synthetic_frame
     req = w.preview.request()
     np.testing.assert_array_equal(req.frame, stack[1])
     assert req.box == PreviewBox(0, 0, 256, 256, req.box.factor)
+
+
+def test_preview_box_of_a_multiscale_layer_is_in_full_resolution_pixels(viewer_widget, synthetic_frame):
+    viewer, w = viewer_widget
+    full = synthetic_frame[0]
+    layer = viewer.add_image([full, full[::2, ::2].copy()], name="pyramid", multiscale=True)
+    layer.corner_pixels = np.array([[10, 20], [59, 99]])  # of the level on screen
+    level = layer.data_level
+    f = int(layer.downsample_factors[level][-1])
+    req = w.preview.request()
+    assert req.frame.shape == full.shape  # always the full-resolution plane
+    assert (req.box.y0, req.box.x0, req.box.y1, req.box.x1) == (10 * f, 20 * f, 60 * f, 100 * f)

@@ -134,8 +134,11 @@ class LivePreview:
             lead = tuple(int(np.clip(round(float(p)), 0, n - 1)) for p, n in zip(pos[:-2], data.shape[:-2]))
         frame = data[lead] if lead else data
         H, W = frame.shape[-2:]
-        # napari's corner pixels are the first and the last (inclusive) visible pixel.
+        # napari's corner pixels are the first and the last (inclusive) visible pixel, of the
+        # data level on screen for a multiscale layer: in full-resolution pixels here.
         corners = np.asarray(layer.corner_pixels, float)[:, -2:] + np.array([[0.0, 0.0], [1.0, 1.0]])
+        if layer.multiscale:
+            corners = corners * np.asarray(layer.downsample_factors[layer.data_level], float)[-2:]
         if not np.all(corners[1] > corners[0] + 1):  # not drawn yet: the whole plane
             corners = np.array([[0.0, 0.0], [H, W]])
         zoom = float(self.viewer.camera.zoom) * float(abs(layer.scale[-1]))
