@@ -70,7 +70,7 @@ case "$set_name" in
     # frames, and without it a tile of its background was called "cell".
     pgdiffseg evaluate --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
       --mask-definition "whole cells" --instances method=watershed,min_distance=5,smooth=3,min_area=150 \
-      --steps-ldm-s 1200 --train-synthetic "${HOLO_SYNTHETIC:-40}" --synthetic-kind "${HOLO_KIND:-holo}" --brightness 0.5 --contrast 0.3 --noise 0.08 \
+      --steps-ldm-s 1200 --train-synthetic "${HOLO_SYNTHETIC:-40}" --synthetic-kind "${HOLO_KIND:-holo-varied}" --brightness 0.5 --contrast 0.3 --noise 0.08 \
       "${COMMON[@]}" --out "${2:-out/eval/qpi-cells}" ;;
   *) echo "unknown set $set_name (hela or qpi-cells)" >&2; exit 2 ;;
 esac

@@ -8,14 +8,21 @@ EVAL=${EVAL:-out/eval}
 # The CV's table2 CSVs: the main run's rows (table2_main.csv) and the reruns that added the
 # mirrored-views / refine rows on the same fold models (table2_flips.csv, table2_refine.csv).
 scores() { ls "$EVAL/$1"/table2_*.csv 2>/dev/null || true; }
+ONLY=${ONLY:-}  # slim-viability or qpi-cells: ship just that one
+# QPI_INSTANCES: instance settings chosen after training (scripts/postprocess_study.py --merge-only).
+if [ "$ONLY" != qpi-cells ]; then
 python scripts/ship_model.py slim-viability "$TRAIN/slim-viability" \
   --description "SLIM frames like the HeLa/CHO live/dead study: labels NUCLEI, live or dead. The dead class is learnt from synthetic condensed nuclei only (no public real dead labels)." \
   --training-data "LDM-S fine-tuned from synthetic-demo on the 8 labelled HeLa SLIM frames (nuclei; injured counted live) + 40 SLIM-like synthetic frames (core.synthetic_real, seed 10001), at input scale 0.5 (frames halved before tiling), lr 5e-4, 1500 steps; autoencoder + LDM-P: 140 real HeLa/CHO frames + 400 synthetic (unsupervised)" \
   --segment '{"flips": 8}' \
   --scores $(scores hela) --score-rows "Prior x1, 8 views" "Prior x1" "Random x5" "U-Net (ResNet-18)" \
   --scores-command "BASELINE_STEPS=0 bash scripts/evaluate_real.sh hela; ONLY_PRIOR=1 BASELINE_STEPS=0 FLIPS='2 4 8' bash scripts/evaluate_real.sh hela"
+fi
+if [ "$ONLY" != slim-viability ]; then
 python scripts/ship_model.py qpi-cells "$TRAIN/qpi-cells" \
+  ${QPI_INSTANCES:+--instance-settings "$QPI_INSTANCES"} \
   --description "Quantitative phase images in radians (holographic QPI and similar): labels WHOLE CELLS, one class; touching cells are split by a watershed on the phase." \
-  --training-data "LDM-S fine-tuned from synthetic-demo on the 15 qpi-cells holographic frames (whole-cell masks, Vicar et al., BSD-3) + 40 holographic synthetic frames (core.synthetic_real, seed 10001), brightness 0.5 / contrast 0.3 / smoothed-noise (SD <= 0.08) augmentation, 1200 steps; autoencoder + LDM-P: 140 real HeLa/CHO SLIM frames + 400 synthetic (unsupervised)" \
+  --training-data "LDM-S fine-tuned from synthetic-demo on the 15 qpi-cells holographic frames (whole-cell masks, Vicar et al., BSD-3) + 40 holographic synthetic frames as other set-ups show them (core.synthetic_real HoloConfig.varied: cells 0.7-4.5x larger, dark rings, fringes, sparse fields; seed 10001), brightness 0.5 / contrast 0.3 / smoothed-noise (SD <= 0.08) augmentation, 1200 steps; autoencoder + LDM-P: 140 real HeLa/CHO SLIM frames + 400 synthetic (unsupervised)" \
   --scores $(scores qpi-cells) --score-rows "Prior x1" "Random x5" "U-Net (ResNet-18)" \
-  --scores-command "BASELINE_STEPS=0 bash scripts/evaluate_real.sh qpi-cells; rows with views: ONLY_PRIOR=1 BASELINE_STEPS=0 FLIPS='2 4 8' ...; the margin row: ONLY_PRIOR=1 with --refine margin=-0.3 added"
+  --scores-command "ONLY_PRIOR=1 BASELINE_STEPS=0 bash scripts/evaluate_real.sh qpi-cells (HOLO_KIND holo-varied, the default)"
+fi

@@ -8,7 +8,8 @@
 #                   (a 256 px tile sees 512 px of the frame: whole cells around each nucleus),
 #                   learning rate 5e-4.
 #   qpi-cells:      the 15 holographic qpi-cells frames (whole cells) + 40 holographic synthetic
-#                   frames; strong brightness/contrast augmentation (other set-ups put the
+#                   frames as other set-ups show them (holo-varied: larger cells, dark rings,
+#                   fringes, sparse fields); strong brightness/contrast augmentation (other set-ups put the
 #                   background elsewhere in the normalised range) and smoothed-noise
 #                   augmentation up to SD 0.08 (other set-ups have noisier backgrounds).
 # HOLO_KIND / HOLO_SYNTHETIC: qpi-cells' synthetic generator (holo or holo-varied) and frame count.
@@ -34,7 +35,7 @@ if [ "$ONLY" != qpi-cells ]; then
 fi
 if [ "$ONLY" != slim-viability ]; then
   OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
-    --synthetic-kind "${HOLO_KIND:-holo}" --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
+    --synthetic-kind "${HOLO_KIND:-holo-varied}" --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
     --mask-definition "whole cells" --modality "quantitative phase in radians (holographic QPI, e.g. Q-PHASE)" \
     --instances method=watershed,min_distance=5,smooth=3,min_area=150 --timestep-power "${TIMESTEP_POWER_HOLO:-1}" \
     "${COMMON[@]}" --synthetic "${HOLO_SYNTHETIC:-40}" --out "$OUT/qpi-cells" > "$OUT/qpi-cells.log" 2>&1 &
