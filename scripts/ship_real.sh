@@ -23,6 +23,7 @@ python scripts/ship_model.py qpi-cells "$TRAIN/qpi-cells" \
   ${QPI_INSTANCES:+--instance-settings "$QPI_INSTANCES"} \
   --description "Quantitative phase images in radians (holographic QPI and similar): labels WHOLE CELLS, one class; touching cells are split by a watershed on the phase." \
   --training-data "LDM-S fine-tuned from synthetic-demo on the 15 qpi-cells holographic frames (whole-cell masks, Vicar et al., BSD-3) + 40 holographic synthetic frames as other set-ups show them (core.synthetic_real HoloConfig.varied: cells 0.7-4.5x larger, dark rings, fringes, sparse fields; seed 10001), brightness 0.5 / contrast 0.3 / smoothed-noise (SD <= 0.08) augmentation, 1200 steps; autoencoder + LDM-P: 140 real HeLa/CHO SLIM frames + 400 synthetic (unsupervised)" \
-  --scores $(scores qpi-cells) --score-rows "Prior x1" "Random x5" "U-Net (ResNet-18)" \
-  --scores-command "ONLY_PRIOR=1 BASELINE_STEPS=0 bash scripts/evaluate_real.sh qpi-cells (HOLO_KIND holo-varied, the default)"
+  --segment '{"inversion_steps": 2, "sampling_steps": 2}' \
+  --scores $(scores qpi-cells) --score-rows "Prior 2+2" "Prior x1" "Random x5" "U-Net (ResNet-18)" \
+  --scores-command "ONLY_PRIOR=1 BASELINE_STEPS=0 bash scripts/evaluate_real.sh qpi-cells (HOLO_KIND holo-varied, the default; Prior x1 at 10 + 10); NFE=1 NFE_NO_PAPER=1 ONLY_PRIOR=1 BASELINE_STEPS=0 bash scripts/evaluate_real.sh qpi-cells (the 'Prior 2+2' row, the card's steps)"
 fi
