@@ -86,3 +86,23 @@ def test_config_with_wrong_weight_shapes_is_reported(saved):
 def test_missing_folder(tmp_path):
     with pytest.raises(BundleError, match="does not exist"):
         load_bundle(tmp_path / "nope")
+
+
+def test_default_colours_follow_class_names_and_stay_colour_blind_safe():
+    from napari_pgdiffseg.core.bundle import CLASS_COLORS, OKABE_ITO, default_colors
+
+    live, dead = CLASS_COLORS["live"], CLASS_COLORS["dead"]
+    assert default_colors(("background", "live", "dead")) == ((0, 0, 0, 0), live, dead)
+    assert live[1] > max(live[0], live[2]) and min(dead[0], dead[2]) > dead[1]  # green, magenta
+    # Unknown names take the palette in order; the first class is always transparent.
+    assert default_colors(("bg", "nucleus", "mitosis")) == ((0, 0, 0, 0), OKABE_ITO[0], OKABE_ITO[1])
+    assert default_colors(4) == ((0, 0, 0, 0),) + OKABE_ITO[:3]
+    assert default_colors(("background", "dead", "live")) == ((0, 0, 0, 0), dead, live)  # by name, not position
+
+
+@pytest.mark.parametrize("name", ["slim-viability", "synthetic-demo", "qpi-cells"])
+def test_shipped_cards_use_the_class_colours(name):
+    from napari_pgdiffseg.core.bundle import default_colors, load_model
+
+    card = load_model(name).card
+    assert card.colors == default_colors(card.class_names)

@@ -54,6 +54,10 @@ def test_segment_widget_on_bad_arrays(make_napari_viewer, qtbot, tiny_bundle_dir
     fast_settings(w, tiny_bundle_dir, fast_config)
     w.image.reset_choices()
     w.image.value = viewer.layers["bad"]
+    if not w.run_button.enabled:  # refused before Run (e.g. a colour image): the widget says why
+        assert w.problem() and w.status.value == w.problem() and errors == []
+        assert [ly.name for ly in viewer.layers] == ["bad"]
+        return
     w.run_button.native.click()
     wait_idle(qtbot, w)
     assert len(errors) == 1 and "Traceback" not in errors[0], errors

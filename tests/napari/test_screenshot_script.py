@@ -27,7 +27,7 @@ def test_screenshot_script_with_tiny_bundle(tmp_path, tiny_bundle_dir):
         capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "live cells" in proc.stdout and f"wrote {out}" in proc.stdout
+    assert "cells live" in proc.stdout and f"wrote {out}" in proc.stdout
     assert out.stat().st_size > 10_000
     import imageio.v3 as iio
 

@@ -44,9 +44,10 @@ def test_segment_frame_adds_coloured_labels_and_summary(viewer_widget, qtbot, sy
     assert labels._type_string == "labels"
     assert labels.data.shape == phase.shape and labels.data.dtype == np.uint8
     assert set(np.unique(labels.data)) <= {0, 1, 2}
-    # Fixed colours from the bundle card: live red, dead orange, background transparent.
+    # Fixed colours from the bundle card: live green, dead magenta, background transparent.
     rgba = labels.colormap.map(np.array([0, 1, 2], np.uint8))
     np.testing.assert_allclose(rgba, np.asarray(DEFAULT_COLORS, float) / 255, atol=1e-3)
+    assert rgba[0, 3] == 0 and rgba[1, 1] > max(rgba[1, 0], rgba[1, 2]) and min(rgba[2, 0], rgba[2, 2]) > rgba[2, 1]
     assert labels.metadata["class_names"] == ["background", "live", "dead"]
     assert list(labels.features["class_name"]) == ["background", "live", "dead"]
     np.testing.assert_allclose(labels.scale, (2, 2))
@@ -77,9 +78,19 @@ def test_segment_frame_adds_coloured_labels_and_summary(viewer_widget, qtbot, sy
 
     text = w.summary.value
     summary = labels.metadata["pgdiffseg_summary"]
-    for piece in ("background", "live", "dead", f"live cells {summary['live_cells']}",
-                  f"dead cells {summary['dead_cells']}", "viability", "NFE 10", " s · cpu"):
+    for piece in ("cells: background", "live", "dead", f"cells live {summary['live_cells']} · dead "
+                  f"{summary['dead_cells']}", "viability", "NFE 10", " s · cpu"):
         assert piece in text, (piece, text)
+    # One source of truth for counts: the summary's are the cell layers' ids.
+    assert live.metadata["n_cells"] == summary["live_cells"] == len(np.unique(live.data[live.data > 0]))
+    assert dead.metadata["n_cells"] == summary["dead_cells"] == len(np.unique(dead.data[dead.data > 0]))
+    # Cell layers are shades of their class colour: live green, dead magenta.
+    for layer, channel_test in ((live, lambda c: c[1] > max(c[0], c[2])), (dead, lambda c: min(c[0], c[2]) > c[1])):
+        ids = np.unique(layer.data[layer.data > 0])
+        colours = layer.colormap.map(ids.astype(layer.data.dtype))
+        assert all(channel_test(c) and c[3] == 1 for c in colours)
+        if len(ids) > 1:
+            assert len({tuple(np.round(c, 3)) for c in colours[:2]}) == 2  # neighbouring ids differ
 
     # A rerun replaces the layers of that image instead of adding copies, in place.
     w.add_agreement.value = False
@@ -105,7 +116,50 @@ def test_stack_is_segmented_plane_by_plane(viewer_widget, qtbot, synthetic_frame
         np.testing.assert_array_equal(labels.data[i], segment(planes[i], bundle, w.settings.config()).labels)
     assert viewer.layers["stack pgdiffseg noise"].data.shape == (3, 16, 16)
     np.testing.assert_allclose(viewer.layers["stack pgdiffseg noise"].scale, (1, 4, 4))
-    assert "3 planes" in w.summary.value
+    text = w.summary.value
+    summary = labels.metadata["pgdiffseg_summary"]
+    assert len(summary["per_plane"]) == 3 and "total over 3 planes" in text
+    for name in ("live", "dead"):  # the total is the sum of the per-plane counts (ids restart per plane)
+        assert summary[f"{name}_cells"] == sum(p[f"{name}_cells"] for p in summary["per_plane"])
+    for i, p in enumerate(summary["per_plane"]):
+        assert f"plane {i + 1}: cells live {p['live_cells']} · dead {p['dead_cells']}" in text
+
+
+def test_rerun_keeps_output_layers_the_user_edited_or_renamed(viewer_widget, qtbot, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    viewer.add_image(synthetic_frame[0], name="cells")
+    w.labels_output.value = "both"
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    labels, dead = viewer.layers["cells pgdiffseg"], viewer.layers["cells pgdiffseg dead"]
+    # The user paints a correction into the class labels with napari's brush and renames a layer.
+    labels.brush_size = 9
+    before = labels.data.copy()
+    labels.paint((20, 20), 1 if before[20, 20] != 1 else 0)
+    painted = labels.data.copy()
+    assert (painted != before).sum() > 20
+    dead.name = "my dead cells"
+
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    names = [ly.name for ly in viewer.layers]
+    assert "cells pgdiffseg" in names and "my dead cells" in names  # both kept, as the user left them
+    np.testing.assert_array_equal(viewer.layers["cells pgdiffseg"].data, painted)
+    # The new result sits beside them under napari's next free name; untouched layers were replaced.
+    assert "cells pgdiffseg [1]" in names and names.count("cells pgdiffseg live") == 1
+    assert "cells pgdiffseg dead" in names
+    np.testing.assert_array_equal(viewer.layers["cells pgdiffseg [1]"].data, before)
+    assert "kept 'cells pgdiffseg', 'my dead cells'" in w.status.value
+    assert "'cells pgdiffseg [1]'" in w.status.value
+
+    # A third run replaces the new (untouched) result and still leaves the edited ones alone.
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    names = [ly.name for ly in viewer.layers]
+    assert names.count("cells pgdiffseg [1]") == 1 and "cells pgdiffseg [2]" not in names
+    assert "my dead cells" in names and w.status.value == ""
+    np.testing.assert_array_equal(viewer.layers["cells pgdiffseg"].data, painted)
 
 
 def test_layer_is_captured_when_run_is_pressed(viewer_widget, qtbot, synthetic_frame, errors):
@@ -407,3 +461,60 @@ def test_speed_preset_sets_the_diffusion_settings_shown_under_advanced(make_napa
     assert s.speed.value == "custom" and s.config().sampling_steps == 5
     s.speed.value = "fast"
     assert s.config().sampling_steps == fast.sampling_steps and s.speed.value == "fast"
+
+
+def test_grey_saved_as_rgb_is_segmented_as_grey_and_colour_is_refused_before_run(viewer_widget, qtbot,
+                                                                                  synthetic_frame, errors):
+    viewer, w = viewer_widget
+    grey = (255 * (synthetic_frame[0] - synthetic_frame[0].min()) / np.ptp(synthetic_frame[0])).astype(np.uint8)
+    viewer.add_image(np.repeat(grey[..., None], 3, axis=2), name="grey rgb", rgb=True)
+    assert w.image.value.name == "grey rgb" and w.run_button.enabled
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    expected = segment(grey, load_bundle(w.settings.bundle_dir()), w.settings.config())
+    np.testing.assert_array_equal(viewer.layers["grey rgb pgdiffseg"].data, expected.labels)
+
+    colour = np.stack([grey, grey[::-1], grey[:, ::-1]], axis=2)
+    viewer.add_image(colour, name="colour", rgb=True)
+    assert w.image.value.name == "colour"
+    assert not w.run_button.enabled and "colour (RGB) image" in w.status.value  # said before Run, not after
+
+
+def test_image_field_follows_the_selected_layer_until_the_user_picks_one(viewer_widget):
+    viewer, w = viewer_widget
+    first = viewer.add_image(np.zeros((32, 32), np.float32), name="first")
+    assert w.image.value is first
+    second = viewer.add_image(np.ones((32, 32), np.float32), name="second")
+    assert w.image.value is second  # a newly opened image is the active layer
+    viewer.layers.selection.active = first
+    assert w.image.value is first
+    viewer.add_labels(np.zeros((32, 32), np.uint8), name="not an image")
+    assert w.image.value is first  # a Labels layer is not a choice
+    w.image.value = second  # the user's choice ...
+    viewer.layers.selection.active = first
+    assert w.image.value is second  # ... sticks
+    viewer.add_image(np.ones((32, 32), np.float32), name="third")
+    assert w.image.value is second
+
+
+def test_progress_bar_and_time_left_show_inside_the_widget(viewer_widget, qtbot, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    viewer.add_image(synthetic_frame[0], name="cells")
+    w.settings.sampling_steps.value = 200
+    shown = lambda: not w.progress.widget.native.isHidden()  # noqa: E731 - the viewer itself is not shown
+    assert not shown()
+    w.run_button.native.click()
+    seen = []
+
+    def moved():
+        seen.append((w.progress.bar.value, w.progress.text.value))
+        return w.progress.bar.value > 0 and "tiles" in w.progress.text.value
+
+    qtbot.waitUntil(moved, timeout=30_000)
+    assert shown() and "%" in w.progress.text.value
+    qtbot.waitUntil(lambda: "left" in w.progress.text.value or not w.running, timeout=30_000)
+    wait_idle(qtbot, w)
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and errors == []
+    assert not shown() and w.progress.bar.value == 0

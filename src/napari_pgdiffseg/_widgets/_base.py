@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image
 
@@ -20,6 +22,14 @@ from ..core.errors import InputImageError
 from . import _jobs, _settings, _viewer
 from ._jobs import Job, ProgressBars, notify_error
 from ._settings import SettingsWidget, tooltip
+
+
+def _grey_rgb(layer) -> bool:
+    """A colour layer whose R, G and B channels are equal (a grey image saved as RGB); for a
+    multiscale layer its smallest level decides (reading the full one would stall the GUI)."""
+    from ..core.files import same_channels
+
+    return same_channels(np.asarray(layer.data[-1] if layer.multiscale else layer.data))
 
 
 class RunWidget(Container):
@@ -41,6 +51,7 @@ class RunWidget(Container):
                                  layout="horizontal", labels=False, label="")
         self.buttons.margins = (0, 0, 0, 0)
         self.status = _settings.text_label(label="")
+        self.progress = _jobs.InlineProgress()  # subclasses lay out `self.progress.widget` under the buttons
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.side_button.changed.connect(self.side_action)
@@ -79,17 +90,53 @@ class RunWidget(Container):
 
     # -- image choice that follows the viewer's layers
     def _image_choice(self) -> ComboBox:
+        """The image field. Until the user picks an image in it, it follows the viewer: the
+        layer selected in the layer list, or the image just opened."""
         image = ComboBox(label="image", choices=_viewer.layer_choices(self.viewer, [Image]), tooltip=tooltip("image"))
-        image.changed.connect(self._update_state)
+        self.image_picked = False  # True once the user chose an image in the field
+        self._following = False
+        image.changed.connect(self._image_changed)
         _viewer.follow_layers(self.viewer, self.native, self._layers_changed)
+        _viewer.follow_selection(self.viewer, self.native, self._follow_selection)
         return image
 
+    def _image_changed(self, *_) -> None:
+        if not self._following:
+            self.image_picked = True
+        self._update_state()
+
+    def _set_image(self, layer) -> None:
+        """Set the field without counting it as the user's choice."""
+        self._following = True
+        try:
+            self.image.value = layer
+        finally:
+            self._following = False
+
+    def _follow_selection(self, *_) -> None:
+        active = self.viewer.layers.selection.active
+        if (not self.image_picked and isinstance(active, Image) and active in self.viewer.layers
+                and _viewer.FINGERPRINT_KEY not in active.metadata):  # not the plugin's own outputs
+            if self.image.value is not active:
+                self._set_image(active)
+
     def _layers_changed(self, *_) -> None:
-        self.image.reset_choices()
+        self._following = True  # choices reset: magicgui may pick a value itself
+        try:
+            self.image.reset_choices()
+        finally:
+            self._following = False
+        self._follow_selection()
         self._update_state()
 
     def _image_problem(self) -> str:
-        return "add or choose an image layer" if self.image.value is None else ""
+        layer = self.image.value
+        if layer is None:
+            return "add or choose an image layer"
+        if layer.rgb and not _grey_rgb(layer):
+            return (f"layer {layer.name!r} is a colour (RGB) image; QPI is single-channel: pick a phase image layer "
+                    "(a grey image saved as RGB, with equal channels, is taken as grey)")
+        return ""
 
     # -- state
     @property
@@ -127,6 +174,8 @@ class RunWidget(Container):
 
     def _start(self, runner, bars: ProgressBars, status: str) -> None:
         self.bars = bars
+        bars.inline = self.progress
+        self.progress.show(0.0, status)
         self.status.value = status
         self.job = Job(runner, on_report=self._on_progress, on_result=self._on_result,
                        on_cancelled=self._on_cancelled, on_finished=self._on_finished, bars=bars)

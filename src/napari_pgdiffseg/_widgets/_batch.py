@@ -95,7 +95,7 @@ class BatchWidget(RunWidget):
         self.scheduler = LineEdit(label="Dask scheduler", tooltip=tooltip("scheduler"))
         self.workers = SpinBox(label="Dask workers", min=0, max=256, tooltip=tooltip("workers"))
         self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.scheduler, self.workers,
-                     self.settings, self.buttons, self.status])
+                     self.settings, self.buttons, self.progress.widget, self.status])
         self.persist = PersistedFields(
             SettingsStore("batch_files"),
             {"input_dir": self.input_dir, "pattern": self.pattern, "output_dir": self.output_dir,

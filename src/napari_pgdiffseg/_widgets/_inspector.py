@@ -172,7 +172,7 @@ class InspectorWidget(RunWidget):
         boxes = list(self.strategy_boxes.values())
         ticks = Container(widgets=[Container(widgets=boxes[i : i + 2], layout="horizontal", labels=False)
                                    for i in range(0, len(boxes), 2)], labels=False, label="strategies")
-        self.extend([self.image, self.region, self.settings, ticks, self.buttons, self.status])
+        self.extend([self.image, self.region, self.settings, ticks, self.buttons, self.progress.widget, self.status])
 
         self.table = _make_table()
         self.canvas = _make_canvas()
@@ -292,7 +292,7 @@ class InspectorWidget(RunWidget):
                 image_layer(row.edges.astype(np.uint8), f"{req.name} noise edges [{row.strategy}]", scale,
                             translate, meta, colormap="cyan", blending="additive", contrast_limits=(0, 1)),
             ]
-            added += _viewer.replace_layers(self.viewer, layers, INSPECTOR_TAG, tag)
+            added += _viewer.replace_layers(self.viewer, layers, INSPECTOR_TAG, tag).added
         return added
 
     def _on_cancelled(self) -> None:

@@ -65,18 +65,76 @@ class Throttle:
             self.send(value)
 
 
+def eta_text(fraction: float, elapsed: float) -> str:
+    """'about 12 s left' from the share done and the seconds so far ('' until it means something)."""
+    if fraction <= 0.02 or elapsed < 0.5 or fraction >= 1:
+        return ""
+    left = elapsed * (1 - fraction) / fraction
+    if left < 60:
+        return f"about {max(1, round(left))} s left"
+    return f"about {left / 60:.0f} min left" if left < 3600 else f"about {left / 3600:.1f} h left"
+
+
+class InlineProgress:
+    """The progress bar and time left inside a dock widget (napari's own bars live in the
+    collapsed activity panel, where users miss them). Hidden while no job runs."""
+
+    def __init__(self):
+        from magicgui.widgets import Container, Label
+        from magicgui.widgets import ProgressBar as Bar
+
+        self.bar = Bar(min=0, max=1000, value=0, label="")
+        self.text = Label(value="")
+        self.widget = Container(widgets=[self.bar, self.text], layout="vertical", labels=False, label="progress")
+        self.widget.margins = (0, 0, 0, 0)
+        self.widget.visible = False
+
+    def show(self, fraction: float, text: str) -> None:
+        if not qt_alive(self.widget.native):  # the dock widget was closed mid-run
+            return
+        self.widget.visible = True
+        self.bar.value = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        self.text.value = text
+
+    def hide(self) -> None:
+        if not qt_alive(self.widget.native):
+            return
+        self.widget.visible = False
+        self.bar.value = 0
+        self.text.value = ""
+
+
 class ProgressBars:
     """napari progress bars of a run: one per unit of work (tiles of a plane or of a file) and,
-    for several planes or files, one over them. Always closed by `close`.
+    for several planes or files, one over them; mirrored into the widget's `InlineProgress`
+    (the share of the whole job done, what is running, the time left). Always closed by `close`.
 
     The outer bar is a sibling, not `nest_under`: napari 0.9.2's nested bar group segfaults
     when its bars are deleted (QtActivityDialog.maybe_hide_progress_indicator).
     """
 
-    def __init__(self, desc: str, outer_total: int | None = None, outer_desc: str = ""):
+    def __init__(self, desc: str, outer_total: int | None = None, outer_desc: str = "",
+                 inline: InlineProgress | None = None):
         self.outer = napari_progress(total=outer_total, desc=outer_desc) if outer_total and outer_total > 1 else None
         self.inner = napari_progress(total=1, desc=desc)
+        self.inline = inline
+        self._n_outer = max(int(outer_total or 1), 1)
+        self._outer_done, self._inner_frac = 0, 0.0
+        self._outer_desc, self._inner_desc = "", desc
+        self._t0 = time.monotonic()
         self._closed = False
+
+    def fraction(self) -> float:
+        """Share of the whole job done: finished planes/files plus the share of the current one."""
+        return min((self._outer_done + self._inner_frac) / self._n_outer, 1.0)
+
+    def _mirror(self) -> None:
+        if self.inline is None or self._closed:
+            return
+        f = self.fraction()
+        parts = [p for p in (self._outer_desc, self._inner_desc, f"{100 * f:.0f}%",
+                             eta_text(f, time.monotonic() - self._t0)) if p]
+        self.inline.show(f, " · ".join(parts))
 
     # napari's bars process Qt events when they change, so the job may end (and `close`
     # run) in the middle of an update: every step checks `_closed` again.
@@ -88,8 +146,17 @@ class ProgressBars:
         if not self._closed:
             self.inner.n = int(done)
             self.inner.update(0)
+        self._inner_frac = min(max(done / max(total, 1), 0.0), 1.0)
+        self._inner_desc = desc if desc is not None else self._inner_desc
+        self._mirror()
 
     def set_outer(self, done: int, desc: str | None = None) -> None:
+        if done != self._outer_done:
+            self._inner_frac = 0.0
+        self._outer_done = int(done)
+        if self._n_outer > 1:  # "plane 1/1" says nothing
+            self._outer_desc = desc if desc is not None else self._outer_desc
+        self._mirror()
         if self.outer is None:
             return
         if not self._closed and desc is not None and desc != self.outer.desc:
@@ -102,6 +169,8 @@ class ProgressBars:
         if self._closed:
             return
         self._closed = True
+        if self.inline is not None:
+            self.inline.hide()
         for bar in (self.inner, self.outer):
             if bar is not None:
                 bar.close()

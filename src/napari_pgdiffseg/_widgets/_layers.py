@@ -73,13 +73,42 @@ def class_labels_layer(labels: np.ndarray, name: str, class_names, colors, scale
     )
 
 
-def cell_labels_layer(cells: np.ndarray, name: str, class_name: str, scale, translate, metadata: dict) -> tuple:
-    n = int(cells.max()) if cells.size else 0
+def cell_colormap(ids, color: Sequence[int]):
+    """A DirectLabelColormap giving every cell id in `ids` a shade of its class colour.
+
+    Neighbouring ids get different lightness (0.55x-1.25x of the class colour, stepped by
+    the golden ratio), so touching cells stay apart while the class reads at a glance.
+    """
+    from napari.utils.colormaps import DirectLabelColormap
+
+    base = np.asarray(list(color)[:3], np.float32) / 255.0
+    color_dict = {None: np.zeros(4, np.float32), 0: np.zeros(4, np.float32)}
+    for i in ids:
+        i = int(i)
+        if i == 0:
+            continue
+        f = 0.55 + 0.7 * ((i * 0.6180339887) % 1.0)
+        rgb = np.clip(base * f if f <= 1 else base + (1 - base) * (f - 1), 0, 1)
+        color_dict[i] = np.append(rgb, 1.0).astype(np.float32)
+    return DirectLabelColormap(color_dict=color_dict)
+
+
+def cell_labels_layer(cells: np.ndarray, name: str, class_name: str, scale, translate, metadata: dict,
+                      color: Sequence[int] | None = None, n_cells: int | None = None) -> tuple:
+    """A Labels layer of one class's cell ids, each a shade of the class colour.
+
+    `n_cells`: the count the summary gives (for a stack, cells counted per plane and summed,
+    since each plane's ids start at 1); default: the distinct ids in `cells`.
+    """
+    ids = np.unique(cells)
+    ids = ids[ids > 0]
+    extra = {"colormap": cell_colormap(ids, color)} if color is not None else {}
     return (
         cells,
         {
             "name": f"{name} pgdiffseg {class_name}",
-            "metadata": {**metadata, "class_name": class_name, "n_cells": n},
+            **extra,
+            "metadata": {**metadata, "class_name": class_name, "n_cells": int(ids.size if n_cells is None else n_cells)},
             "opacity": 0.6,
             **geometry_kwargs(scale, translate),
         },
@@ -88,4 +117,4 @@ def cell_labels_layer(cells: np.ndarray, name: str, class_name: str, scale, tran
 
 
 def image_layer(data: np.ndarray, name: str, scale, translate, metadata: dict, **kwargs) -> tuple:
-    return (data, {"name": name, "metadata": metadata, **geometry_kwargs(scale, translate), **kwargs}, "image")
+    return (data, {"name": name, "metadata": dict(metadata), **geometry_kwargs(scale, translate), **kwargs}, "image")

@@ -87,14 +87,34 @@ def _is_dask(image) -> bool:
     return type(image).__module__.split(".")[0] == "dask"
 
 
-def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: str, n_planes: int) -> str:
-    fractions = " · ".join(f"{n} {100 * summary[f'fraction_{n}']:.1f}%" for n in class_names)
-    counts = " · ".join(f"{n} cells {summary[f'{n}_cells']}" for _, n in foreground_classes(class_names))
+MAX_PLANE_ROWS = 12  # per-plane count rows shown in the summary; the rest are summed in the total
+
+
+def _counts_text(summary: dict, class_names) -> str:
+    counts = " · ".join(f"{n} {summary[f'{n}_cells']}" for _, n in foreground_classes(class_names))
     via = summary["viability_percent"]
     if "live" in class_names and "dead" in class_names:
         counts += f" · viability {'n/a' if np.isnan(via) else f'{via:.1f}%'}"
-    planes = f" · {n_planes} planes" if n_planes > 1 else ""
-    return f"{fractions}\n{counts}\nNFE {nfe} · {seconds:.1f} s · {device}{planes}"
+    return counts
+
+
+def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: str, n_planes: int,
+                 image: str = "", plane_summaries=()) -> str:
+    """The widget's summary: the image, pixel fractions, cell counts (the instances, as in the
+    cell layers), per plane for a stack with a total, and what the run cost."""
+    head = f"{image}: " if image else ""
+    fractions = " · ".join(f"{n} {100 * summary[f'fraction_{n}']:.1f}%" for n in class_names)
+    lines = [f"{head}{fractions}"]
+    if n_planes > 1:
+        for i, ps in enumerate(plane_summaries[:MAX_PLANE_ROWS]):
+            lines.append(f"plane {i + 1}: cells {_counts_text(ps, class_names)}")
+        if len(plane_summaries) > MAX_PLANE_ROWS:
+            lines.append(f"... {len(plane_summaries) - MAX_PLANE_ROWS} more planes")
+        lines.append(f"total over {n_planes} planes: cells {_counts_text(summary, class_names)}")
+    else:
+        lines.append(f"cells {_counts_text(summary, class_names)}")
+    lines.append(f"NFE {nfe} · {seconds:.1f} s · {device}")
+    return "\n".join(lines)
 
 
 class SegmentRunner(Runner):
@@ -121,12 +141,14 @@ class SegmentRunner(Runner):
         icfg = replace(icfg, min_area=opt.min_area or icfg.min_area, min_distance=opt.min_distance or icfg.min_distance)
         cells = [cell_instances(r.labels, p, names, icfg) for r, p in zip(results, planes)]
         summary = summarize_planes([r.labels for r in results], names, instances=cells)
+        per_plane = [summarize_planes([r.labels], names, instances=[c]) for r, c in zip(results, cells)]
         seconds = sum(r.seconds for r in results)
         r0 = results[0]
         summary.update(nfe=r0.nfe, seconds=seconds, device=r0.device, planes=len(results),
                        noise_ssim=float(np.mean([r.noise_ssim for r in results])),
                        noise_kld=float(np.mean([r.noise_kld for r in results])))
-        text = summary_text(summary, names, r0.nfe, seconds, r0.device, len(results))
+        text = summary_text(summary, names, r0.nfe, seconds, r0.device, len(results), req.name, per_plane)
+        summary["per_plane"] = per_plane if len(results) > 1 else []
         meta = {OUTPUT_TAG: req.name, "pgdiffseg_summary": summary, "pgdiffseg_config": req.config.to_dict(),
                 "pgdiffseg_bundle": str(req.bundle_dir)}
         images, labelled = [], []  # images first, so the labels are drawn on top of them
@@ -136,7 +158,9 @@ class SegmentRunner(Runner):
             ids = np.stack(cells).reshape(shape)
             for class_id, class_name in foreground_classes(names):  # one layer of cell ids per class
                 layer = np.where(labels == class_id, ids, 0).astype(ids.dtype)
-                labelled.append(cell_labels_layer(layer, req.name, class_name, req.scale, req.translate, meta))
+                labelled.append(cell_labels_layer(layer, req.name, class_name, req.scale, req.translate, meta,
+                                                  color=card.colors[class_id],
+                                                  n_cells=summary[f"{class_name}_cells"]))
         if opt.agreement:
             agreement = np.stack([r.agreement for r in results]).reshape(shape)
             images.append(image_layer(agreement, f"{req.name} pgdiffseg agreement", req.scale, req.translate, meta,
@@ -175,10 +199,11 @@ class SegmentWidget(RunWidget):
         self.summary = _settings.text_label(label="summary")
         self.preview_toggle = CheckBox(text="Preview (follows the view)", value=False, tooltip=tooltip("preview"))
         self.preview = LivePreview(self)
+        self.kept_note = ""  # after a run: which edited output layers were kept
         self.preview_toggle.changed.connect(self.preview.set_enabled)
         self.image.changed.connect(self.preview.schedule)
         self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
-                     self.buttons, self.preview_toggle, self.status, self.summary])
+                     self.buttons, self.progress.widget, self.preview_toggle, self.status, self.summary])
 
         d = OutputOptions()
         self.outputs_persist = PersistedFields(
@@ -206,8 +231,12 @@ class SegmentWidget(RunWidget):
         """Capture the chosen layer and the settings (switching layers later changes nothing)."""
         layer = self.image.value
         data = layer.data[0] if layer.multiscale else layer.data
-        if layer.rgb:
-            raise InputImageError(f"layer {layer.name!r} is RGB; QPI is single-channel: pick a phase image layer")
+        problem = self._image_problem()
+        if problem:
+            raise InputImageError(problem)
+        if layer.rgb:  # equal channels (checked above): a grey image saved as RGB
+            data = np.asarray(data)[..., 0]
+            show_info(f"PG-DiffSeg: {layer.name!r} is RGB with equal channels; segmenting it as a grey image")
         return SegmentRequest(data, layer.name, tuple(layer.scale), tuple(layer.translate),
                               self.settings.bundle_dir(), self.settings.config(), self.output_options())
 
@@ -217,6 +246,7 @@ class SegmentWidget(RunWidget):
             return
         n_planes = int(np.prod(np.shape(req.image)[:-2], dtype=int))
         self.summary.value = ""
+        self.kept_note = ""
         self._start(SegmentRunner(req, self._load_bundle), ProgressBars(f"PG-DiffSeg {req.name}", n_planes, "planes"),
                     f"segmenting {req.name} ...")
 
@@ -229,9 +259,15 @@ class SegmentWidget(RunWidget):
         bars.set_outer(p.plane, f"plane {p.plane + 1}/{p.n_planes}")
 
     def _on_result(self, outcome: SegmentOutcome) -> None:
-        _viewer.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, outcome.source)
+        replaced = _viewer.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, outcome.source)
         self.summary.value = outcome.text
+        self.kept_note = _viewer.kept_message(replaced)
+        if self.kept_note:
+            show_info(f"PG-DiffSeg: {self.kept_note}")
         self.last_outcome = outcome
+
+    def finished_text(self) -> str:
+        return self.kept_note
 
     def _on_cancelled(self) -> None:
         show_info("PG-DiffSeg: segmentation cancelled; no layer was changed")

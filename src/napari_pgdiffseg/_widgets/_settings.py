@@ -18,7 +18,7 @@ from qtpy.QtCore import QStandardPaths
 
 from ..core import bundle as bundle_mod
 from ..core.bundle import peek_bundle
-from ..core.devices import DEVICES, available_devices, resolve_device
+from ..core.devices import DEVICES, available_devices, busy_hint, resolve_device
 from ..core.errors import ConfigError, PGDiffSegError
 from ..core.noise import STRATEGIES
 from ..core.config import DEFAULT_SPEED, SETTINGS_HELP, SPEED_PRESETS, SegmentConfig, model_config
@@ -263,6 +263,9 @@ class SettingsWidget(Container):
         self.bundle_path = FileEdit(label="bundle folder", mode="d", tooltip=tooltip("bundle_path"))
         self.model_info = text_label(label="")
         self.device = ComboBox(label="device", choices=_device_choices(), tooltip=tooltip("device"))
+        self.threads = SpinBox(label="CPU threads", min=0, max=max(os.cpu_count() or 1, 1) * 2,
+                               tooltip=tooltip("threads"))
+        self.threads_hint = text_label(label="")
         self.strategy = ComboBox(label="starting noise", choices=list(STRATEGIES), tooltip=tooltip("strategy"))
         self.inversion_steps = SpinBox(label="inversion steps", min=1, max=1000, tooltip=tooltip("inversion_steps"))
         self.forward_t = SpinBox(label="forward step t", min=0, max=999, tooltip=tooltip("forward_t"))
@@ -283,7 +286,7 @@ class SettingsWidget(Container):
         self.message.native.setStyleSheet("color: #e0533d;")
 
         self._config_widgets = {
-            "device": self.device, "seed": self.seed,
+            "device": self.device, "threads": self.threads, "seed": self.seed,
         }
         if sampling:
             self._config_widgets.update({
@@ -293,7 +296,7 @@ class SettingsWidget(Container):
                 "noise_metrics": self.noise_metrics,
             })
         self.sampling = sampling
-        shown = [self.model_source, self.bundle_path, self.model_info, self.device]
+        shown = [self.model_source, self.bundle_path, self.model_info, self.device, self.threads, self.threads_hint]
         # The diffusion internals: shown with "show the diffusion settings" (the speed preset
         # sets them); the inspector's form has only the seed.
         self._advanced = [self.seed]
@@ -445,6 +448,10 @@ class SettingsWidget(Container):
         self.forward_t.visible = show and strategy == "forward"
         self.renormalise.visible = self.mix.visible = show and strategy != "random"
         self.bundle_path.visible = self.model_source.value == FOLDER_SOURCE
+        self.threads.visible = str(self.device.value).split(":")[0] in ("cpu", "auto")
+        hint = busy_hint() if self.threads.visible and self.threads.value == 0 else ""
+        self.threads_hint.value = hint
+        self.threads_hint.visible = bool(hint)
         self._sync_speed(self._card())
         problem, info, tile = self._check()
         self.model_info.value = info

@@ -82,7 +82,7 @@ def _fold_trainer(args, out: Path, class_names):
         if start is None:
             from ..core.bundle import BundleCard, default_colors
 
-            card = BundleCard(class_names=tuple(class_names), colors=default_colors(len(class_names)))
+            card = BundleCard(class_names=tuple(class_names), colors=default_colors(tuple(class_names)))
         else:
             card = start.card
         card = card_from_args(args, card)

@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
     if start is not None:
         card = with_classes(start, names).card
     else:
-        card = BundleCard(class_names=names, colors=default_colors(len(names)))
+        card = BundleCard(class_names=names, colors=default_colors(names))
     card = card_from_args(args, card)
     unlabelled, labelled, desc = build_training_data(
         args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,

@@ -39,16 +39,36 @@ SCHEDULER_FILE = "scheduler/scheduler_config.json"
 DEFAULT_CLASS_NAMES = ("background", "live", "dead")
 #: What one labelled object of a model is (its card's ``mask_definition``).
 MASK_DEFINITIONS = ("whole cells", "nuclei")
-# Paper Fig. 2: live cells red, dead cells orange; background transparent.
-DEFAULT_COLORS = ((0, 0, 0, 0), (230, 25, 25, 255), (255, 150, 0, 255))
+# Class colours (RGBA 0-255). Live/dead assays show live green and dead red/magenta; green
+# against magenta stays apart under the common colour-vision deficiencies (deuteranopia,
+# protanopia), unlike the paper's red/orange. Other foreground classes take the Okabe-Ito
+# colour-blind-safe palette in order; background is transparent.
+CLASS_COLORS = {"background": (0, 0, 0, 0), "live": (0, 190, 110, 255), "dead": (230, 40, 200, 255),
+                "cell": (86, 180, 233, 255), "injured": (230, 159, 0, 255)}
+OKABE_ITO = ((86, 180, 233, 255), (230, 159, 0, 255), (240, 228, 66, 255), (0, 114, 178, 255),
+             (213, 94, 0, 255), (0, 158, 115, 255), (204, 121, 167, 255))
+DEFAULT_COLORS = tuple(CLASS_COLORS[n] for n in DEFAULT_CLASS_NAMES)
 
 
-def default_colors(n_classes: int) -> tuple[tuple[int, int, int, int], ...]:
-    """Label colours: the paper's for 3 classes; background transparent and distinct colours otherwise."""
-    if n_classes == 3:
-        return DEFAULT_COLORS
-    return tuple((0, 0, 0, 0) if i == 0 else DEFAULT_COLORS[1] if i == 1 else
-                 ((37 * i) % 256, (91 * i) % 256, (173 * i) % 256, 255) for i in range(n_classes))
+def default_colors(class_names) -> tuple[tuple[int, int, int, int], ...]:
+    """Label colours for a class list: by name where the name is known (live green, dead
+    magenta, background transparent), otherwise the Okabe-Ito palette in order.
+
+    `class_names` may also be a class count (names unknown: background first, then palette).
+    """
+    if isinstance(class_names, int):
+        class_names = ("background",) + tuple(f"class {i}" for i in range(1, class_names))
+    out, k = [], 0
+    for i, name in enumerate(class_names):
+        key = str(name).strip().lower()
+        if key in CLASS_COLORS and (i == 0) == (key == "background"):
+            out.append(CLASS_COLORS[key])
+        elif i == 0:
+            out.append(CLASS_COLORS["background"])
+        else:
+            out.append(OKABE_ITO[k % len(OKABE_ITO)])
+            k += 1
+    return tuple(out)
 
 
 @dataclass
@@ -207,7 +227,7 @@ def create_bundle(preset: str = "tiny", n_classes: int = 3, seed: int = 0, predi
     torch.manual_seed(seed)
     if card is None:
         names = DEFAULT_CLASS_NAMES if n_classes == 3 else tuple(f"class_{i}" for i in range(n_classes))
-        card = BundleCard(class_names=names, colors=default_colors(n_classes), prediction_type=prediction_type,
+        card = BundleCard(class_names=names, colors=default_colors(names), prediction_type=prediction_type,
                           tile_size=p.tile_size, preset=p.name)
     sched = build_scheduler(p.num_train_timesteps, card.prediction_type)
     bundle = Bundle(

@@ -73,6 +73,9 @@ class SegmentConfig:
     # "auto": float16 autocast on CUDA (the networks; DDIM and blending stay float32), float32
     # elsewhere; "bfloat16"/"float16" ask for autocast on any device, "float32" for none.
     precision: str = "auto"
+    # CPU threads of the networks (torch intra-op threads) during the run; 0: torch's default
+    # (one per core). On a machine busy with other work fewer threads than cores run faster.
+    threads: int = 0
 
     @property
     def noise(self) -> NoiseConfig:
@@ -93,6 +96,9 @@ class SegmentConfig:
             )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, (int, np.integer)) or self.threads < 0:
+            raise ConfigError(f"threads must be 0 (automatic: one per core) or a positive number of CPU threads, "
+                              f"got {self.threads!r}")
         if self.flips not in FLIPS:
             raise ConfigError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {self.flips!r}")
         if not isinstance(self.overlap, (int, np.integer)) or self.overlap % DOWNSAMPLE_FACTOR or self.overlap < 0:
@@ -147,6 +153,7 @@ SETTINGS_HELP = {
     "batch_invariant": "one tile per network call, so labels do not depend on tile_batch (about 1.15x the time "
                        "on a CPU): on, off, or auto (on for CPUs, off for GPUs)",
     "precision": "network precision: auto (float16 on CUDA, float32 on CPUs), float32, bfloat16 or float16",
+    "threads": "CPU threads for the networks (0 = automatic, one per core; fewer can be faster on a busy machine)",
     "flips": "test-time augmentation: also segment the image mirrored (2: left-right, 4: and up-down, "
              "8: and transposed) and average; costs that many times the time",
 }

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+
 import torch
 
 from .errors import ConfigError
@@ -35,3 +39,39 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             "use 'auto' or 'cpu'"
         )
     return torch.device(name)
+
+
+_threads_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with `n` torch intra-op threads (0: leave torch's setting), then restore it.
+
+    torch's thread count is per process, so concurrent blocks are serialised on a lock
+    rather than fighting over the setting.
+    """
+    if not n:
+        yield
+        return
+    with _threads_lock:
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(n))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+def busy_hint(cores: int | None = None, load: float | None = None) -> str:
+    """'' or one line saying the CPU is busy with other work (1-minute load average >= cores)."""
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # not on every platform
+            return ""
+    if load < cores:
+        return ""
+    return (f"this machine is busy (load {load:.1f} on {cores} cores): with other work running, "
+            f"fewer threads (e.g. {max(1, cores // 2)}) may segment faster")

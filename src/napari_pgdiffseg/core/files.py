@@ -84,7 +84,8 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 
-def _same_channels(arr: np.ndarray) -> bool:
+def same_channels(arr: np.ndarray) -> bool:
+    """True when the R, G and B channels (last axis) of an RGB/RGBA array are equal."""
     c0 = arr[..., 0]
     return all(np.array_equal(c0, arr[..., c]) for c in range(1, 3))
 
@@ -153,7 +154,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     while arr.ndim > 2 and 1 in arr.shape:
         arr = np.squeeze(arr, axis=arr.shape.index(1))
     if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
-        if not _same_channels(arr):
+        if not same_channels(arr):
             raise InputImageError(
                 f"{p}: an RGB{'A' if arr.shape[-1] == 4 else ''} image (shape {arr.shape}) with "
                 "different colour channels; a single-channel image is expected (QPI phase, or "

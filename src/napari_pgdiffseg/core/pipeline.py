@@ -17,7 +17,7 @@ import torch
 from . import metrics
 from .bundle import Bundle
 from .config import SegmentConfig
-from .devices import resolve_device
+from .devices import resolve_device, torch_threads
 from .engine import (
     CancelCheck,
     Progress,
@@ -148,6 +148,13 @@ def segment(
     band-by-band output).
     """
     config = config or SegmentConfig()
+    with torch_threads(config.threads):
+        return _segment_views(image, bundle, config, progress, cancel, labels_out, agreement_out)
+
+
+def _segment_views(image, bundle: Bundle, config: SegmentConfig, progress, cancel, labels_out,
+                   agreement_out) -> SegmentationResult:
+    """`segment` with the card's input scale, test-time views and refinement."""
     scale = bundle.card.input_scale
     refine = Refine.from_dict(bundle.card.refine)
     if scale == 1.0 and config.flips == 1 and not refine.active:
