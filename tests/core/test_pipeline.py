@@ -171,3 +171,57 @@ def test_half_precision_autocast_runs_on_cpu_and_keeps_float32_outputs(tiny_bund
         assert (half.labels == full.labels).mean() > 0.85
     with pytest.raises(ConfigError, match="precision must be one of auto, float32, bfloat16, float16"):
         replace(fast_config, precision="fp8")
+
+
+def _hot_pixel_frames():
+    import skimage.data
+
+    from napari_pgdiffseg.core.synthetic_real import SlimConfig, make_slim_frame
+
+    slim = make_slim_frame(5, SlimConfig(shape=(512, 512)))[0]
+    return [("qpi-cells", skimage.data.cell()[:256, :256].astype(np.float32), (128, 128)),  # input scale 1
+            ("slim-viability", np.asarray(slim, np.float32), (256, 256))]  # input scale 0.5: clipped before resizing
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["qpi-cells", "slim-viability"])
+def test_one_hot_pixel_changes_no_label_outside_its_neighbourhood(index, monkeypatch):
+    """A saturated/corrupt pixel (3e38) is clipped after normalisation (and before resizing),
+    so it cannot flip the labels of its tile (shipped models: an untrained one is too twitchy)."""
+    from napari_pgdiffseg.core import preprocess
+    from napari_pgdiffseg.core.bundle import load_model
+    from napari_pgdiffseg.core.config import model_config
+
+    name, clean, (y, x) = _hot_pixel_frames()[index]
+    bundle = load_model(name)
+    cfg = model_config(bundle.card, flips=1, inversion_steps=1, sampling_steps=1, device="cpu")
+    hot = clean.copy()
+    hot[y, x] = 3e38
+    expected = segment(clean, bundle, cfg).labels
+    changed = segment(hot, bundle, cfg).labels != expected
+    far = changed.copy()
+    far[y - 16:y + 17, x - 16:x + 17] = False
+    assert far.sum() <= 0.0001 * far.size and changed.sum() <= 0.001 * changed.size, (changed.sum(), far.sum())
+    # Without the clip the same pixel reaches the networks as ~1e38 and ruins much more.
+    monkeypatch.setattr(preprocess, "OUTLIER_LIMIT", float("inf"))
+    monkeypatch.setattr("napari_pgdiffseg.core.source.replace_outliers", lambda frame, norm: 0)
+    if index == 1:
+        monkeypatch.setattr("napari_pgdiffseg.core.pipeline.replace_outliers", lambda frame, norm: 0)
+    unclipped = segment(hot, bundle, cfg).labels
+    assert (unclipped != expected).sum() > 10 * max(int(changed.sum()), 10)
+
+
+def test_outlier_limit_leaves_ordinary_frames_untouched(frame_300x200):
+    from napari_pgdiffseg.core.preprocess import OUTLIER_LIMIT, Normalization, check_frame, replace_outliers
+
+    frame = check_frame(frame_300x200)
+    before = frame.copy()
+    assert replace_outliers(frame, Normalization()) == 0
+    np.testing.assert_array_equal(frame, before)
+    frame[5, 7], frame[0, 0] = 3e38, -3e38
+    assert replace_outliers(frame, Normalization()) == 2 and np.isfinite(frame).all()
+    # Each takes the median of its in-range neighbours; nothing else moves.
+    assert frame[5, 7] == np.median(np.delete(before[4:7, 6:9].ravel(), 4))
+    assert frame[0, 0] == np.median(before[:2, :2].ravel()[1:])
+    changed = frame != before
+    changed[5, 7] = changed[0, 0] = False
+    assert not changed.any() and OUTLIER_LIMIT == 5.0

@@ -518,3 +518,15 @@ def test_progress_bar_and_time_left_show_inside_the_widget(viewer_widget, qtbot,
     values = [v for v, _ in seen]
     assert values == sorted(values) and errors == []
     assert not shown() and w.progress.bar.value == 0
+
+
+def test_a_hot_pixel_is_replaced_and_named_in_the_summary(viewer_widget, qtbot, synthetic_frame, errors):
+    viewer, w = viewer_widget
+    hot = synthetic_frame[0].astype(np.float32).copy()
+    hot[50, 60] = 3e38
+    viewer.add_image(hot, name="hot")
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    assert viewer.layers["hot pgdiffseg"].metadata["pgdiffseg_summary"]["outlier_pixels"] == 1
+    assert "note: 1 hot/dead pixel(s)" in w.summary.value

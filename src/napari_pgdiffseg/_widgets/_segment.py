@@ -113,6 +113,9 @@ def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: s
         lines.append(f"total over {n_planes} planes: cells {_counts_text(summary, class_names)}")
     else:
         lines.append(f"cells {_counts_text(summary, class_names)}")
+    if summary.get("outlier_pixels"):
+        lines.append(f"note: {summary['outlier_pixels']} hot/dead pixel(s) far outside the image's range were "
+                     "replaced by their neighbours' median")
     lines.append(f"NFE {nfe} · {seconds:.1f} s · {device}")
     return "\n".join(lines)
 
@@ -145,6 +148,7 @@ class SegmentRunner(Runner):
         seconds = sum(r.seconds for r in results)
         r0 = results[0]
         summary.update(nfe=r0.nfe, seconds=seconds, device=r0.device, planes=len(results),
+                       outlier_pixels=sum(r.outlier_pixels for r in results),
                        noise_ssim=float(np.mean([r.noise_ssim for r in results])),
                        noise_kld=float(np.mean([r.noise_kld for r in results])))
         text = summary_text(summary, names, r0.nfe, seconds, r0.device, len(results), req.name, per_plane)

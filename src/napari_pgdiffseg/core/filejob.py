@@ -66,6 +66,7 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
         "seconds": sum(r.seconds for r in results),
         "noise_ssim": float(np.mean([r.noise_ssim for r in results])),
         "noise_kld": float(np.mean([r.noise_kld for r in results])),
+        "outlier_pixels": sum(r.outlier_pixels for r in results),
         "device": results[0].device,
     }
     return row

@@ -29,7 +29,7 @@ from .engine import (
 from .errors import ConfigError
 from .models import DOWNSAMPLE_FACTOR
 from .postprocess import Refine, refine_labels
-from .preprocess import as_planes, check_frame, rescale_frame
+from .preprocess import as_planes, check_frame, replace_outliers, rescale_frame
 from .source import FrameSource
 from .sampling import ddim_sample, resolve_votes, vote_counts
 from .tiling import ArraySink, Stitcher, TileGrid
@@ -85,6 +85,9 @@ class SegmentationResult:
     config: SegmentConfig
     noise_std: float = float("nan")
     metric_seconds: float = 0.0  # part of `seconds` spent on noise SSIM/KLD
+    # Hot/dead pixels (beyond preprocess.OUTLIER_LIMIT of the frame's range) replaced by
+    # their neighbours' median before segmenting.
+    outlier_pixels: int = 0
 
     @property
     def segment_seconds_per_tile(self) -> float:
@@ -164,6 +167,9 @@ def _segment_views(image, bundle: Bundle, config: SegmentConfig, progress, cance
     H, W = frame.shape
     labels = _output(labels_out, (H, W), np.uint8, "labels_out")  # checked before the work, not after
     agreement = _output(agreement_out, (H, W), np.float32, "agreement_out")
+    outliers = 0
+    if scale != 1.0:  # before resizing smears a hot pixel into its neighbours (FrameSource does it at scale 1)
+        outliers = replace_outliers(frame, bundle.card.normalization)
     model_frame = rescale_frame(frame, scale) if scale != 1.0 else frame
     votes = scores = first = None
     seconds = 0.0
@@ -191,7 +197,8 @@ def _segment_views(image, bundle: Bundle, config: SegmentConfig, progress, cance
     labels[:] = refine_labels(scores, frame, refine) if refine.active else lab
     agreement[:] = agr
     return replace(first, labels=labels, agreement=agreement, scores=np.ascontiguousarray(scores)
-                   if config.return_scores else None, nfe=first.nfe * config.flips, seconds=seconds, config=config)
+                   if config.return_scores else None, nfe=first.nfe * config.flips, seconds=seconds, config=config,
+                   outlier_pixels=outliers + first.outlier_pixels)
 
 
 def _view_progress(progress: ProgressCallback | None, view: int, views: int) -> ProgressCallback | None:
@@ -289,6 +296,7 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
         config=config,
         noise_std=float(np.mean(stds)),
         metric_seconds=metric_seconds,
+        outlier_pixels=source.outliers,
     )
 
 

@@ -206,9 +206,50 @@ def background_level(sample) -> float:
     return float((edges[i] + edges[i + 1]) / 2)
 
 
+#: Normalised values are always clipped to +-OUTLIER_LIMIT: one hot pixel (a saturated or
+#: corrupt 3e38) would otherwise reach the networks as ~1e38 and change the labels of its
+#: whole neighbourhood. The real frames reach at most 4.4 (HeLa, CHO and qpi-cells frames,
+#: percentile normalisation), so 5 leaves every real value as it is.
+OUTLIER_LIMIT = 5.0
+
+
+def outlier_bounds(lo: float, hi: float) -> tuple[float, float]:
+    """The raw values that normalise to -OUTLIER_LIMIT and +OUTLIER_LIMIT for the range (lo, hi)."""
+    half = (float(hi) - float(lo)) / 2.0
+    mid = (float(hi) + float(lo)) / 2.0
+    return mid - OUTLIER_LIMIT * half, mid + OUTLIER_LIMIT * half
+
+
+def replace_outliers(frame: np.ndarray, norm: Normalization) -> int:
+    """Replace, in place, the pixels of a checked float32 frame beyond `outlier_bounds` of its
+    own range (hot or dead pixels: a saturated or corrupt value, e.g. 3e38) by the median of
+    their 3 x 3 neighbours that are within the bounds; returns how many were replaced.
+
+    Clipping alone is not enough: a pixel at 5x the frame's range still changes the labels
+    around it, while its neighbours' median is what the sensor would have shown.
+    """
+    lo, hi = range_of(frame, norm)
+    a, b = outlier_bounds(lo, hi)
+    bad = (frame < a) | (frame > b)
+    n = int(np.count_nonzero(bad))
+    if not n:
+        return 0
+    H, W = frame.shape
+    good = np.where(bad, np.nan, frame)
+    for y, x in zip(*np.nonzero(bad)):  # few by definition; a frame full of them is clipped instead
+        if n > 10_000:
+            break
+        win = good[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+        ok = win[np.isfinite(win)]
+        frame[y, x] = np.median(ok) if ok.size else (lo + hi) / 2
+    np.clip(frame, a, b, out=frame)  # what is left (a block of bad pixels) at least stays in range
+    return n
+
+
 def normalize_range(frame: np.ndarray, lo: float, hi: float, norm: Normalization, *,
                     inplace: bool = False) -> np.ndarray:
-    """Map float32 values so that lo -> -1 and hi -> 1 (clipped if `norm.clip`).
+    """Map float32 values so that lo -> -1 and hi -> 1, clipped to [-1, 1] if `norm.clip`,
+    else to +-`OUTLIER_LIMIT`.
 
     inplace: overwrite `frame` (a float32 array the caller owns) instead of allocating a
     second frame-sized array; the values are the same.
@@ -221,8 +262,8 @@ def normalize_range(frame: np.ndarray, lo: float, hi: float, norm: Normalization
         np.subtract(out, np.float32(float(lo) * scale + 1.0), out=out)
     else:
         out = frame * np.float32(scale) - np.float32(float(lo) * scale + 1.0)
-    if norm.clip:
-        np.clip(out, -1.0, 1.0, out=out)
+    limit = 1.0 if norm.clip else OUTLIER_LIMIT
+    np.clip(out, -limit, limit, out=out)
     return out.astype(np.float32, copy=False)
 
 

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .errors import InputImageError
-from .preprocess import Normalization, check_frame, check_frame_meta, normalize_range, range_of
+from .preprocess import Normalization, check_frame, check_frame_meta, normalize_range, range_of, replace_outliers
 
 # Non-numpy frames up to this many pixels are simply read into memory.
 LAZY_MIN_PIXELS = 1 << 24
@@ -50,10 +50,12 @@ class FrameSource:
         if self.lazy:
             self.shape = check_frame_meta(np.dtype(image.dtype), tuple(int(s) for s in image.shape), name=name)
             self._src = image
+            self.outliers = 0
             self.lo, self.hi = range_of(image, norm, name=name)
             self._norm = norm
         else:
             frame = check_frame(np.asarray(image), name=name)
+            self.outliers = replace_outliers(frame, norm)  # hot pixels: the lazy path clips them per tile
             lo, hi = range_of(frame, norm, name=name)
             self._src = normalize_range(frame, lo, hi, norm, inplace=True)  # frame is our own copy
             self.shape = frame.shape
