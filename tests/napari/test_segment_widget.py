@@ -265,7 +265,8 @@ def test_invalid_settings_are_shown_and_disable_run(viewer_widget, synthetic_fra
     viewer.add_image(synthetic_frame[0], name="cells")
     assert w.run_button.enabled and not w.settings.message.visible
     w.settings.sampling_steps.value = 7
-    assert "sampling_steps must divide 1000" in w.settings.message.value
+    assert "'sampling steps' must divide 1000" in w.settings.message.value  # the form's words, not code names
+    assert "sampling_steps" not in w.settings.message.value
     assert not w.run_button.enabled
     w.settings.sampling_steps.value = 5
     w.settings.overlap.value = 30
@@ -314,6 +315,31 @@ def test_settings_persist_and_restore_defaults(make_napari_viewer, isolated_sett
     assert third.settings.config() == model_config(default_model)
     for widget in (again, third):
         widget.native.deleteLater()
+
+
+def test_an_invalid_saved_setting_is_reset_on_load_with_a_note(make_napari_viewer, isolated_settings):
+    import json
+
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    w.settings.advanced.value = True
+    w.settings.sampling_steps.value = 10
+    w.settings.seed.value = 42
+    w.native.deleteLater()
+    data = json.loads(isolated_settings.read_text())
+    data["segment"]["sampling_steps"] = 7  # hand-edited, or valid in another version: 7 does not divide 1000
+    data["segment"]["overlap"] = 30  # not a multiple of 4
+    isolated_settings.write_text(json.dumps(data))
+
+    again = type(w)(viewer)
+    default = model_config(load_model("slim-viability").card)
+    assert again.settings.problem == "" and not again.settings.message.visible
+    cfg = again.settings.config()
+    assert (cfg.sampling_steps, cfg.overlap, cfg.seed) == (default.sampling_steps, default.overlap, 42)
+    note = again.settings.note.value
+    assert not again.settings.note.native.isHidden() and "'sampling steps' 7 -> " in note and "'tile overlap' 30 -> 32" in note
+    assert json.loads(isolated_settings.read_text())["segment"]["sampling_steps"] == default.sampling_steps
+    again.native.deleteLater()
 
 
 def test_synthetic_sample_has_image_and_truth(make_napari_viewer):

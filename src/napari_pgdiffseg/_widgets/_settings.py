@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -284,6 +285,8 @@ class SettingsWidget(Container):
         self.advanced = CheckBox(text="show the diffusion settings", value=False, tooltip=tooltip("advanced"))
         self.message = text_label(label="")
         self.message.native.setStyleSheet("color: #e0533d;")
+        self.note = text_label(label="")  # e.g. a saved setting that was invalid and was reset
+        self.note.visible = False
 
         self._config_widgets = {
             "device": self.device, "threads": self.threads, "seed": self.seed,
@@ -305,7 +308,7 @@ class SettingsWidget(Container):
                               self.sampling_steps, self.ensemble, self.flips, self.tile_size, self.overlap,
                               self.tile_batch, self.seed, self.noise_metrics]
             shown += [self.speed, self.advanced]
-        shown += self._advanced + [self.message]
+        shown += self._advanced + [self.message, self.note]
         self.extend(shown)
         self._syncing_speed = False
 
@@ -318,6 +321,7 @@ class SettingsWidget(Container):
             persisted.update(speed=self.speed, advanced=self.advanced)
         self.persist = PersistedFields(store or SettingsStore(section), persisted, defaults)
         self.problem = ""
+        self._raw_problem = ""  # the settings problem in the core's words (names the setting)
         # After the persisted values are restored: choosing a model sets what its card
         # recommends (e.g. the mirrored views it was scored with); a restart keeps the user's.
         self.model_source.changed.connect(self.apply_model_settings)
@@ -326,6 +330,38 @@ class SettingsWidget(Container):
         for w in persisted.values():  # not self.changed: refresh sets labels, which emit it too
             w.changed.connect(self.refresh)
         self.refresh()
+        self._repair_restored()
+
+    def _label_of(self, name: str) -> str:
+        w = self._config_widgets.get(name)
+        return (w.label or w.text or name.replace("_", " ")) if w is not None else name.replace("_", " ")
+
+    def user_words(self, message: str) -> str:
+        """A core message with the settings' code names (inversion_steps) as the form shows them."""
+        for name in sorted(self._config_widgets, key=len, reverse=True):
+            message = re.sub(rf"\b{name}\b", f"'{self._label_of(name)}'", message)
+        return message
+
+    def _repair_restored(self) -> None:
+        """A saved setting that no longer validates (hand-edited, or from another version) would
+        disable Run at every start: reset each setting the problem names to its default, and say so."""
+        notes = []
+        for _ in range(len(self._config_widgets)):
+            raw = self._raw_problem
+            named = [n for n in self._config_widgets if re.search(rf"\b{n}\b", raw)]
+            named = [n for n in named if self._config_widgets[n].value != self.persist.defaults[n]]
+            if not raw or not named:
+                break
+            for name in named:
+                w = self._config_widgets[name]
+                old = w.value
+                w.value = self.persist.defaults[name]  # saves and refreshes
+                notes.append(f"'{self._label_of(name)}' {old!r} -> {w.value!r}")
+        if notes:
+            self.note.value = ("A saved setting was not valid and was reset to its default: " + "; ".join(notes)
+                               + ".")
+            self.note.visible = True
+            log.info("napari-pgdiffseg: %s", self.note.value)
 
     # -- values
     def bundle_dir(self) -> Path | None:
@@ -436,7 +472,8 @@ class SettingsWidget(Container):
             self.config().validate(timesteps, card.tile_size)
             resolve_device(self.device.value)
         except ConfigError as e:
-            return str(e), info, tile
+            self._raw_problem = str(e)
+            return self.user_words(str(e)), info, tile
         return "", info, tile
 
     def refresh(self, *_) -> None:
@@ -453,6 +490,7 @@ class SettingsWidget(Container):
         self.threads_hint.value = hint
         self.threads_hint.visible = bool(hint)
         self._sync_speed(self._card())
+        self._raw_problem = ""
         problem, info, tile = self._check()
         self.model_info.value = info
         self.tile_size.value = tile
