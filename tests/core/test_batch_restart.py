@@ -58,3 +58,22 @@ def test_cancel_then_restart_equals_an_uninterrupted_run(tiny_bundle, tmp_path):
     assert ta.keys() == tb.keys()
     for f in ta:  # the resumed table keeps the earlier run's numbers for skipped files
         assert [ta[f][c] for c in RESULT_COLUMNS] == [tb[f][c] for c in RESULT_COLUMNS]
+
+
+def test_the_table_is_rounded_with_paths_relative_to_it_and_still_resumes(tiny_bundle, tmp_path):
+    paths = _frames(tmp_path / "in")
+    out = tmp_path / "out"
+    segment_files(paths, tiny_bundle, CFG, out)
+    text = (out / CSV_NAME).read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    assert [r["file"] for r in rows] == [f"../in/{p.name}" for p in paths]
+    assert rows[0]["output"] == paths[0].stem + "_labels.tif" and str(tmp_path) not in text
+    for r in rows:  # 4 significant digits at most, seconds to 0.01 s
+        for key in ("fraction_background", "fraction_live", "fraction_dead"):
+            assert len(r[key].replace(".", "").lstrip("0")) <= 4, (key, r[key])
+        assert len(r["seconds"].split(".")[1]) == 2
+    # A second run finds the outputs through the relative paths and keeps their numbers.
+    again = segment_files(paths, tiny_bundle, CFG, out)
+    assert [r["status"] for r in again] == ["skipped: output exists"] * len(paths)
+    assert again[0]["fraction_live"] == rows[0]["fraction_live"]
+    assert list(csv.DictReader((out / CSV_NAME).read_text().splitlines()))[0]["fraction_live"] == rows[0]["fraction_live"]

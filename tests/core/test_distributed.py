@@ -36,8 +36,14 @@ def _frames(folder, n, bad=False):
 
 
 def _table(out):
+    """The CSV's rows with its paths (relative to the table's folder) made absolute again."""
+    from napari_pgdiffseg.core.batch import file_key
+
     with open(out / CSV_NAME) as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["file"] = file_key(out / r["file"])
+    return rows
 
 
 def _labels(out):
@@ -66,6 +72,7 @@ def test_local_cluster_writes_every_output_and_the_csv(tiny_bundle_dir, tmp_path
     assert len({r["worker_pid"] for r in rows}) >= 1 and all(r["worker_pid"] != os.getpid() for r in rows)
     table = _table(tmp_path / "out")
     assert [r["file"] for r in table] == [str(p) for p in paths]
+    assert not os.path.isabs(open(tmp_path / "out" / CSV_NAME).read().splitlines()[1].split(",")[0])
     assert [r["status"] for r in table[:4]] == ["ok"] * 4 and table[0]["nfe"] == "20"
     assert sorted(_labels(tmp_path / "out")) == [f"f{i}_labels.tif" for i in range(4)]
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files

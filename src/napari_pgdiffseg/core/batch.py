@@ -16,6 +16,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .bundle import Bundle
 from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
 from .filejob import cells_path, error_row, output_path, segment_file
@@ -79,7 +81,7 @@ def segment_files(
         if out.exists() and not overwrite:
             # Keep the earlier run's numbers, so a resumed batch's table still describes
             # every file, as an uninterrupted run's does.
-            rows[i] = {**earlier.get(str(path), {}), "file": str(path), "status": "skipped: output exists",
+            rows[i] = {**earlier.get(file_key(path), {}), "file": str(path), "status": "skipped: output exists",
                        "output": str(out)}
         else:
             todo.append(i)
@@ -151,23 +153,59 @@ def _resolve_bundle(bundle, *, need_weights: bool):
     return card, timesteps, folder, None
 
 
+PATH_FIELDS = ("file", "output", "cells_output")
+
+
+def file_key(path: str | os.PathLike) -> str:
+    """How a file is matched between runs: its absolute, normalised path."""
+    return os.path.normpath(os.path.abspath(os.fspath(path)))
+
+
 def read_rows(path: Path) -> dict[str, dict]:
-    """{file: row} of the successful or skipped rows of an earlier batch table (empty if none)."""
+    """{file_key: row} of the successful or skipped rows of an earlier batch table (empty if
+    none); the table's paths, relative to its folder, are made absolute again."""
+    path = Path(path)
     try:
         with open(path, newline="") as fh:
-            return {r["file"]: r for r in csv.DictReader(fh)
-                    if r.get("file") and r.get("status", "").startswith(("ok", "skipped"))}
+            rows = [r for r in csv.DictReader(fh)
+                    if r.get("file") and r.get("status", "").startswith(("ok", "skipped"))]
     except (OSError, csv.Error, UnicodeDecodeError):
         return {}
+    out = {}
+    for r in rows:
+        for k in PATH_FIELDS:
+            if r.get(k):
+                r[k] = file_key(path.parent / r[k])  # an absolute path stays as it is
+        out[r["file"]] = r
+    return out
+
+
+def _cell(key: str, value, folder: Path) -> str:
+    """One CSV cell as a person reads it: paths relative to the table's folder, floats to 4
+    significant digits (whole seconds to 0.01 s), NaN empty."""
+    if value is None or value == "":
+        return ""
+    if key in PATH_FIELDS:
+        try:
+            return os.path.relpath(file_key(value), file_key(folder))
+        except ValueError:  # another drive (Windows): keep it absolute
+            return str(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not np.isfinite(v):
+            return ""
+        return f"{v:.2f}" if key == "seconds" else f"{v:.4g}"
+    return str(value)
 
 
 def write_csv(path: Path, rows: list[dict], class_names: Sequence[str]) -> Path:
-    """Atomically write the batch rows (missing fields left empty)."""
+    """Atomically write the batch rows (missing fields left empty; `_cell` formats)."""
+    path = Path(path)
     fields = csv_fields(class_names)
     buf = _io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row.get(k, "") for k in fields})
+        writer.writerow({k: _cell(k, row.get(k, ""), path.parent) for k in fields})
     text = buf.getvalue()
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
