@@ -113,3 +113,58 @@ def test_batch_on_a_local_dask_cluster(make_napari_viewer, qtbot, tmp_path, tiny
     rows = _read_csv(out / CSV_NAME)
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["nfe"] == "10"
     assert "2 segmented · 0 skipped · 0 failed" in w.status.value
+
+
+def test_batch_results_open_as_labels_with_class_colours(make_napari_viewer, qtbot, tmp_path, tiny_bundle_dir,
+                                                         fast_config, errors):
+    from napari_pgdiffseg.core.bundle import load_bundle
+
+    inp, out = tmp_path / "frames", tmp_path / "labels"
+    inp.mkdir()
+    for i in range(2):
+        phase, _ = make_frame(i, SyntheticConfig(shape=(64, 80)))
+        tifffile.imwrite(inp / f"frame{i}.tif", phase)
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, BATCH)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    assert not w.scheduler.native.isVisibleTo(w.native)  # Dask fields sit under the advanced settings
+    w.settings.advanced.value = True
+    assert w.scheduler.native.isVisibleTo(w.native) and w.workers.native.isVisibleTo(w.native)
+    w.input_dir.value, w.output_dir.value = inp, out
+    assert not w.open_button.enabled
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == [] and w.open_button.enabled
+    w.open_button.native.click()
+    assert [ly.name for ly in viewer.layers] == ["frame0", "frame0_labels", "frame1", "frame1_labels"]
+    labels = viewer.layers["frame0_labels"]
+    assert labels._type_string == "labels"
+    np.testing.assert_array_equal(labels.data, tifffile.imread(out / "frame0_labels.tif"))
+    colors = np.asarray(load_bundle(tiny_bundle_dir).card.colors, float) / 255
+    np.testing.assert_allclose(labels.colormap.map(np.array([0, 1, 2], np.uint8)), colors, atol=1e-3)
+    assert list(labels.features["class_name"]) == ["background", "live", "dead"]
+
+
+def test_the_reader_opens_only_the_plugins_outputs(make_napari_viewer, tmp_path, tiny_bundle_dir, fast_config):
+    from napari_pgdiffseg._reader import get_reader
+    from napari_pgdiffseg.core.batch import segment_files
+
+    phase, _ = make_frame(0, SyntheticConfig(shape=(64, 80)))
+    tifffile.imwrite(tmp_path / "frame.tif", phase)
+    tifffile.imwrite(tmp_path / "other_labels.tif", np.zeros((8, 8), np.uint8))  # someone else's file
+    segment_files([tmp_path / "frame.tif"], tiny_bundle_dir, fast_config, tmp_path / "out")
+    assert get_reader(str(tmp_path / "other_labels.tif")) is None
+    assert get_reader(str(tmp_path / "frame.tif")) is None
+    assert get_reader(str(tmp_path / "out" / "frame_labels.tif")) is not None
+
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "out" / "frame_cells.tif", plugin="napari-pgdiffseg")
+    viewer.open(tmp_path / "out" / "frame_labels.tif", plugin="napari-pgdiffseg")
+    cells, labels = viewer.layers["frame_cells"], viewer.layers["frame_labels"]
+    assert cells._type_string == labels._type_string == "labels"
+    ids = np.unique(cells.data[cells.data > 0])
+    if ids.size:  # each cell a shade of its class's colour: live green, dead magenta for the default classes
+        cls = {int(i): int(np.bincount(labels.data[cells.data == i]).argmax()) for i in ids}
+        rgba = cells.colormap.map(ids.astype(cells.data.dtype))
+        for i, c in zip(ids, rgba):
+            assert (c[1] > max(c[0], c[2])) if cls[int(i)] == 1 else (min(c[0], c[2]) > c[1])

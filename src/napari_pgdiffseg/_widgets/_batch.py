@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, FileEdit, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, FileEdit, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info
 
 from ..core.batch import CSV_NAME, segment_files
@@ -25,6 +25,7 @@ from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 
 DEFAULT_PATTERN = "*.tif; *.tiff; *.png"
+MAX_OPEN = 20  # "Open results" adds at most this many image + labels pairs
 
 
 def find_files(folder: str | Path, pattern: str) -> list[Path]:
@@ -94,8 +95,13 @@ class BatchWidget(RunWidget):
         self.overwrite = CheckBox(text="overwrite done files", tooltip=tooltip("overwrite"))
         self.scheduler = LineEdit(label="Dask scheduler", tooltip=tooltip("scheduler"))
         self.workers = SpinBox(label="Dask workers", min=0, max=256, tooltip=tooltip("workers"))
-        self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.scheduler, self.workers,
-                     self.settings, self.buttons, self.progress.widget, self.status])
+        self.open_button = PushButton(text="Open results", enabled=False, tooltip=tooltip("open_results"))
+        self.open_button.changed.connect(self.open_results)
+        self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.settings,
+                     self.scheduler, self.workers, self.buttons, self.progress.widget, self.status, self.open_button])
+        # Dask is for clusters and big batches: its fields sit with the other advanced settings.
+        self.settings.advanced.changed.connect(self._show_advanced)
+        self._show_advanced()
         self.persist = PersistedFields(
             SettingsStore("batch_files"),
             {"input_dir": self.input_dir, "pattern": self.pattern, "output_dir": self.output_dir,
@@ -106,6 +112,44 @@ class BatchWidget(RunWidget):
         for w in (self.input_dir, self.pattern, self.output_dir, self.scheduler):
             w.changed.connect(self._update_state)
         self._update_state()
+
+    def _show_advanced(self, *_) -> None:
+        shown = bool(self.settings.advanced.value) or bool(self.scheduler.value.strip())  # never hide one in use
+        self.scheduler.visible = self.workers.visible = shown
+
+    def result_pairs(self) -> list[tuple[Path, Path]]:
+        """(input file, labels file) of the last run's files that have their labels."""
+        pairs = []
+        for r in self.rows:
+            out = r.get("output") or ""
+            if r.get("status", "").startswith(("ok", "skipped")) and out and Path(out).is_file():
+                pairs.append((Path(r["file"]), Path(out)))
+        return pairs
+
+    def open_results(self, *_) -> list:
+        """Add each segmented file and its class labels (the reader's Labels layer, class colours)
+        to the viewer: at most MAX_OPEN pairs, the rest named in a notification."""
+        from napari.layers import Layer
+
+        from .._reader import read_output
+        from ..core.errors import PGDiffSegError
+        from ..core.files import read_image
+
+        pairs = self.result_pairs()
+        added = []
+        for image_path, labels_path in pairs[:MAX_OPEN]:
+            try:
+                image = read_image(image_path)
+            except PGDiffSegError as e:
+                _jobs.notify_error(e)
+                continue
+            added.append(self.viewer.add_image(image, name=image_path.stem))
+            for data, kwargs, kind in read_output(labels_path):
+                added.append(self.viewer.add_layer(Layer.create(data, kwargs, kind)))
+        if len(pairs) > MAX_OPEN:
+            show_info(f"PG-DiffSeg: opened the first {MAX_OPEN} of {len(pairs)} results; the others are in "
+                      f"{self._out}")
+        return added
 
     def out_dir(self) -> Path | None:
         text = self.output_dir.line_edit.value.strip()
@@ -185,5 +229,6 @@ class BatchWidget(RunWidget):
         show_info(f"PG-DiffSeg: batch cancelled after {len(self.rows)} files; the CSV lists them")
 
     def finished_text(self) -> str:
+        self.open_button.enabled = bool(self.result_pairs())
         text, self._final = self._final, ""
         return text

@@ -64,6 +64,7 @@ TOOLTIPS: dict[str, str] = {
     "region": "part of the image the noise is computed on: the centred tile, or what the canvas shows "
     "(cropped to whole tiles, at most 4 x 4 tiles)",
     "strategies": "starting-noise strategies to compare (paper Fig. 3 / Table 3)",
+    "open_results": "add the segmented images and their class labels (class colours) to the viewer",
     "compute": "compute the starting noise of every ticked strategy on the chosen region",
     "show_layers": "add the noise and its Canny edges of the selected rows (all rows if none) as layers",
 }

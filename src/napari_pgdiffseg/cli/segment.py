@@ -73,7 +73,7 @@ def cmd_demo(args) -> int:
     from tqdm import tqdm
 
     from .._sample_data import SKIMAGE_CELL_MODEL, skimage_cell_truth
-    from ..core.filejob import cells_path, output_path
+    from ..core.filejob import cells_path, output_metadata, output_path
     from ..core.files import read_image
     from ..core.files import write_tiff
     from ..core.metrics import foreground_iou, segmentation_scores
@@ -111,8 +111,9 @@ def cmd_demo(args) -> int:
     bar.close()
     names = bundle.card.class_names
     cells = cell_instances(result.labels, image, names, InstanceConfig.from_dict(bundle.card.instances))
-    write_tiff(cells_path(out, name), cells.astype(instance_dtype(int(cells.max()))))
-    labels_path = write_tiff(output_path(out, name), result.labels)
+    write_tiff(cells_path(out, name), cells.astype(instance_dtype(int(cells.max()))),
+               metadata=output_metadata(bundle.card, "cells"))
+    labels_path = write_tiff(output_path(out, name), result.labels, metadata=output_metadata(bundle.card, "classes"))
     counts = summarize_planes([result.labels], names, instances=[cells])
     parts = [f"{name} ({Path(str(bundle.path)).name}):"]
     if truth is not None:

@@ -54,10 +54,11 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
     cells = [cell_instances(r.labels, p, names, icfg) for r, p in zip(results, planes)]
     labels = np.stack([r.labels for r in results]) if was_stack else results[0].labels
     ids = np.stack(cells) if was_stack else cells[0]
-    axes = {"axes": "ZYX" if was_stack else "YX"}
+    axes = "ZYX" if was_stack else "YX"
     # Cells first, labels last: an interrupted run leaves no labels file, so it is redone.
-    cells_out = write_tiff(cells_path(out_dir, path), ids.astype(instance_dtype(int(ids.max()))), metadata=axes)
-    out = write_tiff(output_path(out_dir, path), labels, metadata=axes)
+    cells_out = write_tiff(cells_path(out_dir, path), ids.astype(instance_dtype(int(ids.max()))),
+                           metadata=output_metadata(bundle.card, "cells", axes))
+    out = write_tiff(output_path(out_dir, path), labels, metadata=output_metadata(bundle.card, "classes", axes))
     row = {
         "file": str(path), "status": "ok", "output": str(out), "cells_output": str(cells_out),
         "planes": len(results),
@@ -70,6 +71,18 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
         "device": results[0].device,
     }
     return row
+
+
+#: The key of the plugin's own metadata in its output TIFFs (tifffile's JSON description):
+#: what the values mean, so the napari reader opens them as Labels with the class colours.
+OUTPUT_METADATA_KEY = "pgdiffseg"
+
+
+def output_metadata(card, kind: str, axes: str = "YX") -> dict:
+    """tifffile `metadata` of a `<stem>_labels.tif` (kind 'classes') or `<stem>_cells.tif` ('cells')."""
+    return {"axes": axes, OUTPUT_METADATA_KEY: {
+        "kind": kind, "model": card.name, "class_names": list(card.class_names),
+        "colors": [list(c) for c in card.colors], "mask_definition": card.mask_definition}}
 
 
 def error_row(path: str | os.PathLike, error: BaseException | str, *, with_type: bool = False) -> dict:
