@@ -76,3 +76,25 @@ def test_inspector_field_of_view_and_cancel(make_napari_viewer, qtbot, tiny_bund
     y0, y1, x0, x1 = w.outcome.box
     assert (y1 - y0) % 256 == 0 and (x1 - x0) % 256 == 0
     assert w.outcome.rows[0].noise.shape[1:] == ((y1 - y0) // 4, (x1 - x0) // 4)
+
+
+def test_inspector_plot_follows_the_theme_and_explains_the_numbers(make_napari_viewer, qtbot, tiny_bundle_dir,
+                                                                   synthetic_frame, errors):
+    from matplotlib.colors import to_hex
+
+    from napari.utils.theme import get_theme
+
+    viewer, w = _inspector(make_napari_viewer, tiny_bundle_dir, synthetic_frame[0], ("random",))
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        expected = get_theme(theme)
+        ax = w.canvas.figure.axes[0]
+        assert to_hex(w.canvas.figure.get_facecolor()) == to_hex(expected.canvas.as_hex())
+        assert to_hex(ax.xaxis.label.get_color()) == to_hex(expected.text.as_hex())
+    viewer.theme = "dark"
+    w.compute_button.native.click()
+    wait_idle(qtbot, w)
+    ax = w.canvas.figure.axes[0]
+    assert errors == [] and to_hex(ax.get_facecolor()) == to_hex(get_theme("dark").canvas.as_hex())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["random", "N(0, 1)"]
+    assert "SSIM (with the image) near 0" in w.guide.value and "KLD near 0" in w.guide.value
