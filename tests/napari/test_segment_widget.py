@@ -556,3 +556,15 @@ def test_a_hot_pixel_is_replaced_and_named_in_the_summary(viewer_widget, qtbot, 
     assert errors == []
     assert viewer.layers["hot pgdiffseg"].metadata["pgdiffseg_summary"]["outlier_pixels"] == 1
     assert "note: 1 hot/dead pixel(s)" in w.summary.value
+
+
+def test_the_model_card_says_what_the_model_is_for_and_how_well_it_does(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    for name in ("slim-viability", "qpi-cells"):
+        w.settings.model_source.value = name
+        card = load_model(name).card
+        text = w.settings.model_card.value
+        assert card.description.split(":")[0] in text and "Held-out scores" in text
+        assert card.headline_scores() in text and card.headline_scores().startswith("foreground IoU 0.")
+        assert w.settings.model_card.tooltip.startswith("Trained on: ")

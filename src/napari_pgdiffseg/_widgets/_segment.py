@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 
 from ..core.errors import InputImageError
 from ..core.metrics import noise_edges
@@ -113,6 +113,8 @@ def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: s
         lines.append(f"total over {n_planes} planes: cells {_counts_text(summary, class_names)}")
     else:
         lines.append(f"cells {_counts_text(summary, class_names)}")
+    if summary.get("unlike_training"):
+        lines.append(f"warning: {summary['unlike_training']}")
     if summary.get("outlier_pixels"):
         lines.append(f"note: {summary['outlier_pixels']} hot/dead pixel(s) far outside the image's range were "
                      "replaced by their neighbours' median")
@@ -149,9 +151,13 @@ class SegmentRunner(Runner):
         r0 = results[0]
         summary.update(nfe=r0.nfe, seconds=seconds, device=r0.device, planes=len(results),
                        outlier_pixels=sum(r.outlier_pixels for r in results),
+                       unlikeness=max((r.ood_score for r in results), default=float("nan")),
+                       unlike_training=next((r.ood_warning for r in results if r.ood_warning), ""),
                        noise_ssim=float(np.mean([r.noise_ssim for r in results])),
                        noise_kld=float(np.mean([r.noise_kld for r in results])))
         text = summary_text(summary, names, r0.nfe, seconds, r0.device, len(results), req.name, per_plane)
+        if summary["unlike_training"]:
+            show_warning(f"PG-DiffSeg: {req.name}: {summary['unlike_training']}")
         summary["per_plane"] = per_plane if len(results) > 1 else []
         meta = {OUTPUT_TAG: req.name, "pgdiffseg_summary": summary, "pgdiffseg_config": req.config.to_dict(),
                 "pgdiffseg_bundle": str(req.bundle_dir)}

@@ -239,6 +239,21 @@ SPEED_CHOICES = (("fast (the model's own settings)", "fast"), ("paper: 100 + 200
 SPEED_FIELDS = ("strategy", "inversion_steps", "sampling_steps", "ensemble", "flips")
 
 
+def model_card_text(card) -> str:
+    """The model's card in a few lines: what it is for, its training data, its held-out scores."""
+    if card is None:
+        return ""
+    lines = []
+    if card.description:
+        lines.append(card.description)
+    scores = card.headline_scores()
+    if scores:
+        lines.append(f"Held-out scores (frames it never saw): {scores}")
+    if not card.ood:
+        lines.append("No reference of its training images: it cannot warn when an image is unlike them.")
+    return "\n".join(lines)
+
+
 def _default_model_config() -> SegmentConfig:
     """The default model's settings (`config.model_config`), or plain defaults without it."""
     try:
@@ -264,6 +279,8 @@ class SettingsWidget(Container):
         )
         self.bundle_path = FileEdit(label="bundle folder", mode="d", tooltip=tooltip("bundle_path"))
         self.model_info = text_label(label="")
+        self.model_card = text_label(label="")  # what the model was trained on and how well it does
+        self.model_card.native.setStyleSheet("color: #9aa0a6;")
         self.device = ComboBox(label="device", choices=_device_choices(), tooltip=tooltip("device"))
         self.threads = SpinBox(label="CPU threads", min=0, max=max(os.cpu_count() or 1, 1) * 2,
                                tooltip=tooltip("threads"))
@@ -300,7 +317,8 @@ class SettingsWidget(Container):
                 "noise_metrics": self.noise_metrics,
             })
         self.sampling = sampling
-        shown = [self.model_source, self.bundle_path, self.model_info, self.device, self.threads, self.threads_hint]
+        shown = [self.model_source, self.bundle_path, self.model_info, self.model_card, self.device, self.threads,
+                 self.threads_hint]
         # The diffusion internals: shown with "show the diffusion settings" (the speed preset
         # sets them); the inspector's form has only the seed.
         self._advanced = [self.seed]
@@ -493,6 +511,11 @@ class SettingsWidget(Container):
         self._sync_speed(self._card())
         self._raw_problem = ""
         problem, info, tile = self._check()
+        card = self._card()
+        self.model_card.value = model_card_text(card)
+        self.model_card.visible = bool(self.model_card.value)
+        self.model_card.tooltip = ("Trained on: " + card.scores["training_data"]) if card is not None and \
+            card.scores.get("training_data") else ""
         self.model_info.value = info
         self.tile_size.value = tile
         self.message.value = problem

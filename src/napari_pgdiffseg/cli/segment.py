@@ -49,6 +49,9 @@ def cmd_segment(args) -> int:
         bar.update(1)
         if row["status"] != "ok":
             tqdm.write(f"{row['file']}: {row['status']}")
+        elif row.get("unlike_training") == "yes":
+            tqdm.write(f"{row['file']}: warning: unlike the model's training images (unlikeness "
+                       f"{row['unlikeness']:.1f}); check that the model fits this kind of image")
 
     rows = segment_files(files, bundle, config, args.out, overwrite=args.overwrite, on_file=on_file,
                          progress=progress, min_area=args.min_area, scheduler=args.scheduler,
@@ -125,6 +128,8 @@ def cmd_demo(args) -> int:
     if config.noise_metrics:
         parts.append(f"noise SSIM {result.noise_ssim:.3f}, KLD {result.noise_kld:.3f},")
     parts.append(f"NFE {result.nfe}/tile x {result.n_tiles} tiles, {result.seconds:.1f} s on {result.device}")
+    if result.ood_warning:
+        parts.append(f"; warning: {result.ood_warning}")
     summary = " ".join(parts)
     fig = demo_figure(out / f"{name}_figure.png", image, result, bundle.card.colors, truth, title=summary)
     (out / f"{name}_summary.txt").write_text(summary + "\n")

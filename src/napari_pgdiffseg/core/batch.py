@@ -28,7 +28,8 @@ from .cells import foreground_classes
 
 CSV_NAME = "pgdiffseg_results.csv"
 _HEAD = ("file", "status", "output", "cells_output", "planes")
-_TAIL = ("viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "outlier_pixels", "device")
+_TAIL = ("viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "outlier_pixels", "unlikeness",
+         "unlike_training", "device")
 
 
 def csv_fields(class_names: Sequence[str]) -> list[str]:

@@ -27,6 +27,7 @@ from safetensors import safe_open
 from .errors import BundleError, ConfigError
 from .files import atomic_replace_dir
 from .models import LATENT_CHANNELS, build_autoencoder, build_ldm_p, build_ldm_s, build_scheduler, get_preset
+from .ood import OODReference
 from .postprocess import Refine
 from .preprocess import Normalization, check_input_scale
 
@@ -100,10 +101,29 @@ class BundleCard:
     # The segmentation settings this model was scored with, where they differ from
     # `SegmentConfig`'s defaults (e.g. {"flips": 8}); the CLI and the widgets start from them.
     segment: dict = field(default_factory=dict)
+    # The training tiles' latent statistics and a threshold (`ood.OODReference`): runs flag
+    # images unlike the training data. {} = no check.
+    ood: dict = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def headline_scores(self) -> str:
+        """The held-out scores of the model's own setting, as one line ('' if the card has none):
+        the entries marked "card setting" when there are any, else the last of each metric."""
+        metrics = {"fg_iou": "foreground IoU", "object_f1": "object F1", "miou": "mIoU"}
+        keys = [k for k in self.scores if ": " in k and k.rsplit(": ", 1)[1] in metrics]
+        marked = [k for k in keys if "card setting" in k]
+        chosen = {}
+        for k in marked or keys:
+            chosen[k.rsplit(": ", 1)[1]] = k  # the last one of each metric wins
+        parts = []
+        for m, label in metrics.items():
+            if m in chosen:
+                value = str(self.scores[chosen[m]]).split(" over ")[0]
+                parts.append(f"{label} {value}")
+        return ", ".join(parts)
 
     def to_dict(self) -> dict:
         return {
@@ -123,6 +143,7 @@ class BundleCard:
             "instances": self.instances,
             "refine": self.refine,
             "segment": self.segment,
+            "ood": self.ood,
             "scores": self.scores,
             "provenance": self.provenance,
         }
@@ -151,6 +172,7 @@ class BundleCard:
                 scores=dict(d.get("scores", {})),
                 refine=Refine.from_dict(d.get("refine", {})).to_dict() if d.get("refine") else {},
                 segment=dict(d.get("segment", {})),
+                ood=OODReference.from_dict(d["ood"]).to_dict() if d.get("ood") else {},
             )
         except (KeyError, TypeError, ValueError, ConfigError) as e:
             raise BundleError(f"{CARD_NAME} is invalid: {type(e).__name__}: {e}") from None

@@ -29,6 +29,7 @@ from .engine import (
 from .errors import ConfigError
 from .models import DOWNSAMPLE_FACTOR
 from .postprocess import Refine, refine_labels
+from .ood import OODReference, frame_score, latent_features, ood_message
 from .preprocess import as_planes, check_frame, replace_outliers, rescale_frame
 from .source import FrameSource
 from .sampling import ddim_sample, resolve_votes, vote_counts
@@ -88,6 +89,10 @@ class SegmentationResult:
     # Hot/dead pixels (beyond preprocess.OUTLIER_LIMIT of the frame's range) replaced by
     # their neighbours' median before segmenting.
     outlier_pixels: int = 0
+    # How unlike the model's training images this frame is (`core.ood`; NaN when the card
+    # has no reference) and the warning, "" when it is like them.
+    ood_score: float = float("nan")
+    ood_warning: str = ""
 
     @property
     def segment_seconds_per_tile(self) -> float:
@@ -251,11 +256,12 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
     stitch = Stitcher(grid, 2 * n, frame_sink)
     noise_sink = ArraySink(n, lgrid.height, lgrid.width)
     noise_stitch = Stitcher(lgrid, n, noise_sink)
-    ssims, klds, stds = [], [], []
+    ssims, klds, stds, feats = [], [], [], []
     metric_seconds = 0.0
     t = grid.tile
     for ids, batch, tiles in run.batches(grid.origins(), lambda y, x: source.tile(y, x, t)):
         z = encode(torch.from_numpy(tiles).to(device))
+        feats.append(latent_features(z))
         starts, prior = [], None
         for s in range(k):  # the prior is inverted once and shared by the k samples
             start, prior = starting_noise(z, noise_cfg, n, config.seed, ids, s, ldm_p, scheduler, prior)
@@ -297,7 +303,14 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
         noise_std=float(np.mean(stds)),
         metric_seconds=metric_seconds,
         outlier_pixels=source.outliers,
+        **_ood(np.concatenate(feats) if feats else np.zeros((0, 6)), card),
     )
+
+
+def _ood(features: np.ndarray, card) -> dict:
+    ref = OODReference.from_dict(card.ood)
+    score = frame_score(features, ref)
+    return {"ood_score": score, "ood_warning": ood_message(score, ref)}
 
 
 def segment_stack(
