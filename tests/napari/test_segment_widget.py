@@ -568,3 +568,42 @@ def test_the_model_card_says_what_the_model_is_for_and_how_well_it_does(make_nap
         assert card.description.split(":")[0] in text and "Held-out scores" in text
         assert card.headline_scores() in text and card.headline_scores().startswith("foreground IoU 0.")
         assert w.settings.model_card.tooltip.startswith("Trained on: ")
+
+
+def test_save_labels_keeps_the_users_corrections_and_save_table_writes_the_counts(viewer_widget, qtbot, tmp_path,
+                                                                                  synthetic_frame, errors):
+    import csv
+
+    import tifffile
+
+    from napari_pgdiffseg._reader import get_reader
+
+    viewer, w = viewer_widget
+    planes = np.stack([synthetic_frame[0][:96, :96], synthetic_frame[0][100:196, 50:146]])
+    viewer.add_image(planes, name="stack")
+    w.labels_output.value = "both"
+    assert not w.save_labels_button.enabled and not w.save_table_button.enabled
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == [] and w.save_labels_button.enabled and w.save_table_button.enabled
+    labels = viewer.layers["stack pgdiffseg"]
+    labels.data[0, :10, :10] = 2  # a correction
+    written = w.save_labels(tmp_path / "stack_labels.tif")
+    assert [p.name for p in written] == ["stack_labels.tif", "stack_cells.tif"]
+    np.testing.assert_array_equal(tifffile.imread(written[0]), labels.data)
+    cells = tifffile.imread(written[1])
+    assert cells.shape == planes.shape and (cells[labels.data == 0] == 0).all()
+    assert get_reader(str(written[0])) is not None  # opens as Labels with the class colours
+
+    table = w.save_table(tmp_path / "counts")
+    assert table.name == "counts.csv"
+    rows = list(csv.DictReader(table.read_text().splitlines()))
+    summary = labels.metadata["pgdiffseg_summary"]
+    assert [r["plane"] for r in rows] == ["1", "2", "total"] and {r["image"] for r in rows} == {"stack"}
+    assert int(rows[-1]["live_cells"]) == summary["live_cells"] == sum(int(r["live_cells"]) for r in rows[:2])
+
+    viewer.layers.remove(labels)
+    for ly in [ly for ly in viewer.layers if ly.name.startswith("stack pgdiffseg")]:
+        viewer.layers.remove(ly)
+    with pytest.raises(Exception, match="run the segmentation first"):
+        w.save_labels(tmp_path / "again.tif")

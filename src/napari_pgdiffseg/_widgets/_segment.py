@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.errors import InputImageError
@@ -85,6 +85,13 @@ def _planes(image) -> tuple[np.ndarray, tuple]:
 
 def _is_dask(image) -> bool:
     return type(image).__module__.split(".")[0] == "dask"
+
+
+def _cell_text(value) -> str:
+    """A table cell: floats to 4 significant digits, NaN empty."""
+    if isinstance(value, (float, np.floating)):
+        return "" if not np.isfinite(value) else f"{float(value):.4g}"
+    return str(value)
 
 
 MAX_PLANE_ROWS = 12  # per-plane count rows shown in the summary; the rest are summed in the total
@@ -214,6 +221,16 @@ class SegmentWidget(RunWidget):
         self.image.changed.connect(self.preview.schedule)
         self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
                      self.buttons, self.progress.widget, self.preview_toggle, self.status, self.summary])
+        self.save_labels_button = PushButton(text="Save labels...", enabled=False, tooltip=tooltip("save_labels"))
+        self.save_table_button = PushButton(text="Save table...", enabled=False, tooltip=tooltip("save_table"))
+        self.save_labels_button.changed.connect(self._ask_save_labels)
+        self.save_table_button.changed.connect(self._ask_save_table)
+        saves = Container(widgets=[self.save_labels_button, self.save_table_button], layout="horizontal",
+                          labels=False, label="")
+        saves.margins = (0, 0, 0, 0)
+        self.append(saves)
+        self.last_outcome: SegmentOutcome | None = None
+        self.output_layers: list = []  # the layers of the last run, as the user may have edited them
 
         d = OutputOptions()
         self.outputs_persist = PersistedFields(
@@ -257,6 +274,7 @@ class SegmentWidget(RunWidget):
         n_planes = int(np.prod(np.shape(req.image)[:-2], dtype=int))
         self.summary.value = ""
         self.kept_note = ""
+        self._running_bundle = req.bundle_dir
         self._start(SegmentRunner(req, self._load_bundle), ProgressBars(f"PG-DiffSeg {req.name}", n_planes, "planes"),
                     f"segmenting {req.name} ...")
 
@@ -270,14 +288,99 @@ class SegmentWidget(RunWidget):
 
     def _on_result(self, outcome: SegmentOutcome) -> None:
         replaced = _viewer.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, outcome.source)
+        self.output_layers = replaced.added
+        self.save_labels_button.enabled = self.save_table_button.enabled = True
         self.summary.value = outcome.text
         self.kept_note = _viewer.kept_message(replaced)
         if self.kept_note:
             show_info(f"PG-DiffSeg: {self.kept_note}")
         self.last_outcome = outcome
+        self.last_outcome_bundle = self._running_bundle
 
     def finished_text(self) -> str:
         return self.kept_note
+
+    # -- saving what the user sees (corrections painted into the layers included)
+    def _labels_layers(self) -> list:
+        return [ly for ly in self.output_layers if ly._type_string == "labels" and ly in self.viewer.layers]
+
+    def save_labels(self, path: str | Path) -> list[Path]:
+        """Write the last run's labels layers as they are now (with the user's edits): the class
+        labels to `path` (`<stem>_labels.tif` metadata, so the reader opens it with class colours),
+        and one id per cell, if shown, to `<stem>_cells.tif` beside it. Atomic writes."""
+        from ..core.filejob import output_metadata
+        from ..core.files import write_tiff
+
+        layers = self._labels_layers()
+        if not layers or self.last_outcome is None:
+            raise InputImageError("no labels to save: run the segmentation first (its layers were removed)")
+        card = self._load_bundle(self.last_outcome_bundle).card
+        path = Path(path)
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            path = path.with_suffix(".tif")
+        stem = path.stem[: -len("_labels")] if path.stem.endswith("_labels") else path.stem
+        written = []
+        classes = [ly for ly in layers if "class_names" in ly.metadata]
+        cells = [ly for ly in layers if "class_name" in ly.metadata]
+        axes = "YX" if np.ndim(layers[0].data) == 2 else "ZYX"
+        if classes:
+            written.append(write_tiff(path, np.asarray(classes[0].data), metadata=output_metadata(card, "classes", axes)))
+        if cells:
+            ids = np.zeros(np.shape(cells[0].data), np.uint32)
+            for ly in cells:  # the class layers hold disjoint ids
+                ids = np.where(np.asarray(ly.data) > 0, np.asarray(ly.data), ids)
+            from ..core.cells import instance_dtype
+
+            written.append(write_tiff(path.with_name(f"{stem}_cells.tif"), ids.astype(instance_dtype(int(ids.max()))),
+                                      metadata=output_metadata(card, "cells", axes)))
+        return written
+
+    def save_table(self, path: str | Path) -> Path:
+        """Write the last run's summary as CSV: one row per plane (a stack) and a total row."""
+        import csv
+        import io
+
+        from ..core.files import atomic_write
+
+        if self.last_outcome is None:
+            raise InputImageError("no result to save: run the segmentation first")
+        summary = self.last_outcome.summary
+        rows = [dict(p, plane=i + 1) for i, p in enumerate(summary.get("per_plane") or [])]
+        rows.append(dict({k: v for k, v in summary.items() if k != "per_plane"}, plane="total"))
+        fields = ["image", "plane"] + [k for k in rows[-1] if k not in ("image", "plane")]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: _cell_text(r.get(k, "")) for k in fields} | {"image": self.last_outcome.source})
+        path = Path(path)
+        if path.suffix.lower() != ".csv":
+            path = path.with_suffix(".csv")
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+
+    def _ask_save_labels(self, *_) -> None:
+        self._ask_and_save("Save labels", "TIFF (*.tif *.tiff)", f"{self.last_outcome.source}_labels.tif",
+                           self.save_labels)
+
+    def _ask_save_table(self, *_) -> None:
+        self._ask_and_save("Save table", "CSV (*.csv)", f"{self.last_outcome.source}_summary.csv", self.save_table)
+
+    def _ask_and_save(self, title: str, filters: str, name: str, save) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        from ._jobs import notify_error
+
+        path, _ = QFileDialog.getSaveFileName(self.native, title, name, filters)
+        if not path:
+            return
+        try:
+            out = save(path)
+        except (InputImageError, OSError) as e:
+            notify_error(e)
+            return
+        names = ", ".join(str(p) for p in (out if isinstance(out, list) else [out]))
+        self.status.value = f"saved {names}"
+        show_info(f"PG-DiffSeg: saved {names}")
 
     def _on_cancelled(self) -> None:
         show_info("PG-DiffSeg: segmentation cancelled; no layer was changed")

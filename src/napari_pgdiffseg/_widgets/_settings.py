@@ -64,6 +64,9 @@ TOOLTIPS: dict[str, str] = {
     "region": "part of the image the noise is computed on: the centred tile, or what the canvas shows "
     "(cropped to whole tiles, at most 4 x 4 tiles)",
     "strategies": "starting-noise strategies to compare (paper Fig. 3 / Table 3)",
+    "save_labels": "write the labels as they are now, with your corrections, as <name>_labels.tif (and "
+                   "<name>_cells.tif when the cell layers are shown)",
+    "save_table": "write the summary (pixel fractions, cell counts, viability; one row per plane of a stack) as CSV",
     "open_results": "add the segmented images and their class labels (class colours) to the viewer",
     "compute": "compute the starting noise of every ticked strategy on the chosen region",
     "show_layers": "add the noise and its Canny edges of the selected rows (all rows if none) as layers",
