@@ -65,3 +65,17 @@ def test_no_import_cycles_among_the_package_modules():
 def test_core_imports_no_gui(path):
     gui = sorted(i for i in _imports(path) if i.split(".")[0] in GUI_MODULES)
     assert gui == [], f"{path.name} imports {gui}: the core must run without Qt/napari"
+
+
+def test_the_package_exports_the_cores_api_lazily():
+    import subprocess
+    import sys
+
+    from napari_pgdiffseg import core
+
+    assert sorted(napari_pgdiffseg.__all__) == sorted(core.__all__)
+    assert all(getattr(napari_pgdiffseg, n) is getattr(core, n) for n in core.__all__)
+    # Importing the package (what napari does to dock a widget) does not import torch or diffusers.
+    code = "import sys, napari_pgdiffseg, napari_pgdiffseg._dock; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

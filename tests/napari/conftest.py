@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+# The widget modules loaded up front, so docking through the manifest returns the widget
+# itself (`_dock.make_dock`); test_dock.py covers the lazy path.
+import napari_pgdiffseg._widgets  # noqa: F401,E402
+
 
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path, monkeypatch):
