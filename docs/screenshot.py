@@ -90,6 +90,16 @@ def main(argv=None) -> int:
         viewer.window._qt_window.resize(*args.size)
         viewer.add_image(image, name=frame_path.stem, colormap="gray")
         _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+        if hasattr(widget, "ready"):  # the placeholder shown while the widget modules load (_dock.LazyDock)
+            import time
+
+            app = napari.qt.get_qapp()
+            while not widget.ready:
+                app.processEvents()
+                time.sleep(0.02)
+            if widget.inner is None:
+                raise SystemExit(widget.error)
+            widget = widget.inner
         if args.bundle is not None:
             widget.settings.set_bundle(args.bundle.resolve())
         config = widget.settings.config()

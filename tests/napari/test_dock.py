@@ -33,3 +33,14 @@ def test_docking_in_a_fresh_process_does_not_wait_for_torch():
             "print('torch' in sys.modules, 'napari_pgdiffseg._widgets._segment' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_dock_time_benchmark_prints_its_table():
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "dock_time.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=300).stdout
+    lines = [line for line in out.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| how |") and len(lines) == 4
+    blocked = [float(line.split("|")[2]) for line in lines[2:]]
+    assert all(b > 0 for b in blocked)
