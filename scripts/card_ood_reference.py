@@ -38,8 +38,8 @@ def _frames(data: Path) -> dict:
         return [read_image(p) for p in sorted(data.glob(pattern))]
 
     return {
-        "HeLa SLIM (140 frames with CHO)": lambda: files("qpi-live-dead/HeLa/*.png"),
-        "CHO SLIM": lambda: files("qpi-live-dead/CHO/*.png"),
+        "HeLa SLIM (qpi-live-dead/HeLa)": lambda: files("qpi-live-dead/HeLa/*.png"),
+        "CHO SLIM (qpi-live-dead/CHO)": lambda: files("qpi-live-dead/CHO/*.png"),
         "qpi-cells holographic (15)": lambda: files("qpi-cells/images/*.tif"),
         "holo-varied synthetic (40, seed 10001)": lambda: list(make_holo_dataset(40, 10001, HoloConfig.varied())[0]),
         "scikit-image's cell (the sample)": lambda: [skimage.data.cell()],
@@ -50,7 +50,7 @@ def _frames(data: Path) -> dict:
 
 
 TRAIN = {
-    "slim-viability": ("HeLa SLIM (140 frames with CHO)", "CHO SLIM"),
+    "slim-viability": ("HeLa SLIM (qpi-live-dead/HeLa)", "CHO SLIM (qpi-live-dead/CHO)"),
     # The real frames only: the 40 holo-varied synthetic frames widen the reference until it
     # flags nothing, not even SLIM frames (first run of this script: 0 of 140 flagged).
     "qpi-cells": ("qpi-cells holographic (15)",),

@@ -80,13 +80,27 @@ def make_dock(viewer, kind: str):
     return LazyDock(viewer, module, cls)
 
 
-def segment_widget(napari_viewer):
-    return make_dock(napari_viewer, "segment")
+class _Dock:
+    """A manifest widget "class" whose construction returns `make_dock(viewer, KIND)`: napari
+    finds the viewer parameter on ``__init__`` and calls the class, so a plain factory
+    function would not get the viewer."""
+
+    KIND = ""
+
+    def __new__(cls, napari_viewer):
+        return make_dock(napari_viewer, cls.KIND)
+
+    def __init__(self, napari_viewer):  # never runs: __new__ returns another type
+        pass
 
 
-def inspector_widget(napari_viewer):
-    return make_dock(napari_viewer, "inspector")
+class SegmentDock(_Dock):
+    KIND = "segment"
 
 
-def batch_widget(napari_viewer):
-    return make_dock(napari_viewer, "batch")
+class InspectorDock(_Dock):
+    KIND = "inspector"
+
+
+class BatchDock(_Dock):
+    KIND = "batch"

@@ -17,7 +17,7 @@ def test_lazy_dock_shows_a_placeholder_then_the_widget(make_napari_viewer, qtbot
     assert isinstance(dock.inner, SegmentWidget) and dock.error == ""
     assert dock.layout().indexOf(dock.inner.native) >= 0
     # A loaded module: the factory gives the widget itself.
-    assert isinstance(_dock.segment_widget(viewer), SegmentWidget)
+    assert isinstance(_dock.SegmentDock(viewer), SegmentWidget)
 
 
 def test_a_module_that_fails_to_load_is_said_in_the_dock(make_napari_viewer, qtbot):
