@@ -476,7 +476,7 @@ def test_speed_preset_sets_the_diffusion_settings_shown_under_advanced(make_napa
 
     assert shown(s.speed) and shown(s.advanced) and not shown(s.sampling_steps) and not shown(s.ensemble)
     s.advanced.value = True
-    assert shown(s.sampling_steps) and shown(s.ensemble) and shown(s.flips)
+    assert shown(s.sampling_steps) and shown(s.flips) and not shown(s.ensemble)  # the prior: no ensemble
     fast = model_config(load_bundle(tiny_bundle_dir).card)
     assert (s.config().inversion_steps, s.config().sampling_steps) == (fast.inversion_steps, fast.sampling_steps)
     s.speed.value = "paper"
@@ -607,3 +607,22 @@ def test_save_labels_keeps_the_users_corrections_and_save_table_writes_the_count
         viewer.layers.remove(ly)
     with pytest.raises(Exception, match="run the segmentation first"):
         w.save_labels(tmp_path / "again.tif")
+
+
+def test_ensemble_size_is_offered_only_where_samples_can_differ(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    s = w.settings
+    s.advanced.value = True
+    shown = lambda: not s.ensemble.native.isHidden()  # noqa: E731 - the viewer itself is not shown
+    s.strategy.value, s.mix.value = "prior", 1.0
+    assert not shown()  # the paper's deterministic prior: k samples would be identical
+    s.mix.value = 0.5
+    assert shown()
+    s.mix.value = 1.0
+    s.strategy.value = "random"
+    assert shown()
+    s.strategy.value, s.forward_t.value = "forward", 0
+    assert not shown()
+    s.forward_t.value = 300
+    assert shown()

@@ -506,6 +506,11 @@ class SettingsWidget(Container):
         self.inversion_steps.visible = show and strategy == "prior"
         self.forward_t.visible = show and strategy == "forward"
         self.renormalise.visible = self.mix.visible = show and strategy != "random"
+        # An ensemble needs randomness: the prior with the paper's rule (mix 1) and forward t=0
+        # start every sample from the same noise, so k samples would be k identical runs.
+        random_start = (strategy == "random" or (strategy == "forward" and self.forward_t.value > 0)
+                        or (strategy != "random" and self.mix.value < 1.0))
+        self.ensemble.visible = show and (random_start or self.ensemble.value > 1)
         self.bundle_path.visible = self.model_source.value == FOLDER_SOURCE
         self.threads.visible = str(self.device.value).split(":")[0] in ("cpu", "auto")
         hint = busy_hint() if self.threads.visible and self.threads.value == 0 else ""

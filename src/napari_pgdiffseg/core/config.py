@@ -140,7 +140,8 @@ SETTINGS_HELP = {
     "strategy": "starting noise: 'prior' (DDIM inversion with LDM-P, the paper), 'random' or 'forward' (eq. 1)",
     "inversion_steps": "DDIM inversion steps of the prior (paper: 100; must divide 1000)",
     "sampling_steps": "DDIM sampling steps of LDM-S (paper: 200; must divide 1000)",
-    "ensemble": "number of samples k, combined by per-pixel majority vote",
+    "ensemble": "number of samples k, combined by per-pixel majority vote (needs a random start: random noise, "
+                "forward diffusion t > 0, or mix < 1; the prior's paper rule gives k identical samples)",
     "forward_t": "forward-diffusion step t of the 'forward' strategy (0 = the latent itself)",
     "renormalise": "rescale the channel-averaged noise to unit variance (off = paper rule)",
     "mix": "lambda in [0, 1]: mix the averaged noise with fresh per-channel noise (1 = paper rule)",
