@@ -128,9 +128,9 @@ def cmd_demo(args) -> int:
     if config.noise_metrics:
         parts.append(f"noise SSIM {result.noise_ssim:.3f}, KLD {result.noise_kld:.3f},")
     parts.append(f"NFE {result.nfe}/tile x {result.n_tiles} tiles, {result.seconds:.1f} s on {result.device}")
-    if result.ood_warning:
-        parts.append(f"; warning: {result.ood_warning}")
     summary = " ".join(parts)
+    if result.ood_warning:
+        summary += f"; warning: {result.ood_warning}"
     fig = demo_figure(out / f"{name}_figure.png", image, result, bundle.card.colors, truth, title=summary)
     (out / f"{name}_summary.txt").write_text(summary + "\n")
     print(summary)
