@@ -210,3 +210,16 @@ def test_timestep_power_is_checked_and_only_for_ldm_s(data, tmp_path):
     card = json.loads((tmp_path / "b" / "pgdiffseg.json").read_text())
     assert card["provenance"]["training_runs"][-1]["config"]["ldm_s"]["timestep_power"] == 3.0
     assert reports[0].steps == 2
+
+
+def test_fine_tuning_drops_the_parents_unlike_the_training_data_reference(data, tmp_path):
+    from dataclasses import replace
+
+    from napari_pgdiffseg.core.bundle import create_bundle
+    from napari_pgdiffseg.core.ood import OODReference
+
+    unl, lab, _ = data
+    parent = create_bundle("tiny", seed=0)
+    parent.card = replace(parent.card, ood=OODReference((0.0,) * 6, (1.0,) * 6, 3.0, 2.0, "parent").to_dict())
+    train_bundle(_cfg(prediction_type="sample"), unl, lab, tmp_path / "b", stages=("ldm_s",), start_from=parent)
+    assert load_bundle(tmp_path / "b").card.ood == {}  # it described the parent's images

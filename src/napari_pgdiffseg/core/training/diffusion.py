@@ -439,7 +439,10 @@ def train_bundle(
     run.update({"config": cfg.to_dict(), "stages": [r.to_dict() for r in reports], "machine": machine_info(),
                 "processes": state.num_processes})
     prov["training_runs"] = list(prov.get("training_runs", [])) + [run]
-    bundle.card = replace(bundle.card, provenance=prov, preset=cfg.preset)
+    # The parent's unlike-the-training-data reference (`core.ood`) describes the parent's
+    # training images, not these: it is dropped rather than left to flag the new data
+    # (scripts/card_ood_reference.py makes one for the new bundle).
+    bundle.card = replace(bundle.card, provenance=prov, preset=cfg.preset, ood={} if reports else bundle.card.ood)
     bundle.eval()
     if state.is_main_process:
         save_bundle(bundle.to("cpu"), out, overwrite=True)
