@@ -236,7 +236,10 @@ def replace_outliers(frame: np.ndarray, norm: Normalization) -> int:
         return 0
     H, W = frame.shape
     good = np.where(bad, np.nan, frame)
-    for y, x in zip(*np.nonzero(bad)):  # few by definition; a frame full of them is clipped instead
+    # By hand, not scipy.ndimage.median_filter: the median must leave out the other bad
+    # pixels of the window (a 2-pixel hot spot would otherwise keep one of them), and only
+    # these few pixels need it, not the whole frame. A frame full of them is clipped instead.
+    for y, x in zip(*np.nonzero(bad)):
         if n > 10_000:
             break
         win = good[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
