@@ -15,7 +15,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
-from ..core.errors import InputImageError
+from ..core.errors import InputImageError, PGDiffSegError
 from ..core.metrics import noise_edges
 from ..core.config import SegmentConfig
 from ..core.engine import Progress
@@ -314,7 +314,9 @@ class SegmentWidget(RunWidget):
         layers = self._labels_layers()
         if not layers or self.last_outcome is None:
             raise InputImageError("no labels to save: run the segmentation first (its layers were removed)")
-        card = self._load_bundle(self.last_outcome_bundle).card
+        from ..core.bundle import peek_bundle
+
+        card = peek_bundle(self.last_outcome_bundle)[0]  # the card alone: no weights on the GUI thread
         path = Path(path)
         if path.suffix.lower() not in (".tif", ".tiff"):
             path = path.with_suffix(".tif")
@@ -375,7 +377,7 @@ class SegmentWidget(RunWidget):
             return
         try:
             out = save(path)
-        except (InputImageError, OSError) as e:
+        except (PGDiffSegError, OSError) as e:  # e.g. the model folder is gone: one line, no traceback
             notify_error(e)
             return
         names = ", ".join(str(p) for p in (out if isinstance(out, list) else [out]))
