@@ -46,6 +46,8 @@ def cmd_train(args) -> int:
 
     if args.accelerate is not None:
         return _relaunch_with_accelerate(args)
+    if args.minutes is not None or args.holdout is not None:
+        return _fine_tune(args)
 
     from ..core.bundle import BundleCard, default_colors, load_model
     from ..core.training import (
@@ -95,6 +97,50 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _fine_tune(args) -> int:
+    """`train --start-from M --data DIR --minutes N [--holdout F]`: the Train widget's fine-tune
+    (`core.training.fine_tune`): a time budget, a hold-out part scored before and after."""
+    import shlex
+    from dataclasses import fields
+
+    from ..core.bundle import load_model
+    from ..core.training import FineTuneConfig, TrainConfig, fine_tune, read_frames
+
+    if not args.start_from:
+        raise PGDiffSegError("--minutes / --holdout fine-tune a model: give the model to start from with "
+                             "--start-from NAME|FOLDER (e.g. --start-from slim-viability)")
+    if not args.data:
+        raise PGDiffSegError("a fine-tune needs --data folders of image/mask pairs (images/ + masks/, or NAME_mask.tif)")
+    if args.synthetic:
+        raise PGDiffSegError("--synthetic is not used by a fine-tune (--minutes / --holdout); leave it out, or train "
+                             "without --minutes")
+    start = load_model(args.start_from)
+    names = class_names_from_args(args, start.card)
+    pairs = read_frames(args.data, args.masks, label_map=label_map_from_args(args), n_classes=len(names),
+                        labelled_only=True)
+    d = FineTuneConfig()
+    base = TrainConfig()
+    cfg = FineTuneConfig(
+        train=args.train, minutes=args.minutes, steps=args.max_steps, holdout=d.holdout if args.holdout is None
+        else args.holdout, seed=args.seed, device=args.device, checkpoint_every=min(args.checkpoint_every, 50),
+        # the fine-tune's own defaults unless the stage flags were given other values than train's
+        batch_size=d.batch_size if args.batch_ldm == base.ldm_s.batch_size else args.batch_ldm,
+        crop=d.crop if args.crop_ldm == base.ldm_s.crop else args.crop_ldm,
+        lr=d.lr if args.lr_ldm == base.ldm_s.lr else args.lr_ldm,
+    )
+    card = card_from_args(args, start.card)
+    updates = {f.name: getattr(card, f.name) for f in fields(card)
+               if f.name not in ("class_names", "colors") and getattr(card, f.name) != getattr(start.card, f.name)}
+    provenance = {"command": "pgdiffseg " + " ".join(shlex.quote(a) for a in args.argv)}
+    print(f"fine-tuning {args.start_from} on {len(pairs)} labelled frame(s) "
+          f"({'no time limit' if cfg.minutes is None else f'{cfg.minutes:g} min'}"
+          f"{'' if cfg.steps is None else f', at most {cfg.steps} steps'}) ...")
+    result = fine_tune(start, pairs, cfg, args.out, class_names=names, card_updates=updates or None,
+                       augment=augment_from_args(args), provenance=provenance)
+    print(result.text())
+    return 0
+
+
 def cmd_train_baseline(args) -> int:
     from ..core.training import BaselineConfig, train_baseline
     from ..core.training import build_training_data
@@ -117,7 +163,7 @@ def cmd_train_baseline(args) -> int:
 def add_parsers(sub, defaults) -> None:
     from ..core.training import BACKBONES
     from ..core.models import PRESETS
-    from ..core.training import MIXED_PRECISION, PREDICTION_TYPES, STAGES
+    from ..core.training import MIXED_PRECISION, PREDICTION_TYPES, STAGES, TRAIN_CHOICES
 
     train, base, device_help = defaults["train"], defaults["baseline"], defaults["device_help"]
     tr = sub.add_parser("train", help="train a bundle: autoencoder, LDM-P, LDM-S (each resumable)")
@@ -154,6 +200,17 @@ def add_parsers(sub, defaults) -> None:
                     help="local diffusers VQModel folder (e.g. LDM vq-f4); skips the autoencoder stage")
     tr.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     tr.add_argument("--stride", type=int, default=None, help="px between training tile origins (default: the tile size)")
+    ft = tr.add_argument_group("fine-tuning with a time budget and a hold-out check (as the napari Train widget)")
+    ft.add_argument("--minutes", type=float, default=None, metavar="N",
+                    help="fine-tune --start-from on the --data pairs for N minutes (0: no time limit, then give "
+                         "--max-steps); scores a held-out part before and after and warns when the new model is "
+                         "not better")
+    ft.add_argument("--holdout", type=float, default=None, metavar="F",
+                    help="share held out for that check (default 0.2: whole frames from 5 frames on, else the "
+                         "bottom rows of every frame; 0: no check); implies a fine-tune")
+    ft.add_argument("--max-steps", type=int, default=None, metavar="N", help="a fine-tune's step limit")
+    ft.add_argument("--train", default="ldm_s", choices=tuple(TRAIN_CHOICES),
+                    help="what a fine-tune trains: LDM-S, LDM-P + LDM-S, or the U-Net baseline (a comparison)")
     add_card_args(tr)
     tr.set_defaults(func=cmd_train)
 

@@ -25,3 +25,8 @@ class ConfigError(PGDiffSegError, ValueError):
 
 class SegmentationCancelled(PGDiffSegError):
     """Raised inside `segment` when the caller's cancel check returns True."""
+
+
+class TrainingCancelled(PGDiffSegError):
+    """Raised by a training run whose caller asked it to stop; the last checkpoint is kept
+    and no model folder is written."""

@@ -3,7 +3,8 @@ and the U-Net baseline.
 
     frames     reading frame/mask folders, label maps, k-fold splits by frame
     dataset    TileDataset (normalised, tiled frames) and Augment
-    loop       shuffled tile batches, aligned random crops, machine info
+    loop       shuffled tile batches, aligned random crops, machine info, TrainControl
+    finetune   fine-tuning on the user's own pairs with a hold-out check (Train widget, CLI)
     diffusion  the three stages (autoencoder, LDM-P, LDM-S), checkpoints, train_bundle
     baseline   the paper's deterministic U-Net baseline (train, save, load, segment)
 
@@ -43,10 +44,23 @@ from .frames import (
     read_mask,
     split_frames,
 )
-from .loop import machine_info, random_crop, tile_batches
+from .finetune import (
+    LABELS_ARE,
+    TRAIN_CHOICES,
+    FineTuneConfig,
+    FineTuneProgress,
+    FineTuneResult,
+    check_pairs,
+    fine_tune,
+    holdout_split,
+    merge_pairs,
+    pairs_from_folder,
+)
+from .loop import StepReport, TrainControl, machine_info, random_crop, tile_batches
 
 __all__ = [
-    "Augment", "BACKBONES", "BaselineConfig", "Frame", "FrameSet", "INSTANCES_MAP", "LABEL_MAPS", "LABEL_MAP_NAMES",
+    "Augment", "BACKBONES", "FineTuneConfig", "FineTuneProgress", "FineTuneResult", "LABELS_ARE", "StepReport",
+    "TRAIN_CHOICES", "TrainControl", "check_pairs", "fine_tune", "holdout_split", "merge_pairs", "pairs_from_folder", "BaselineConfig", "Frame", "FrameSet", "INSTANCES_MAP", "LABEL_MAPS", "LABEL_MAP_NAMES",
     "MASK_SUFFIXES", "MIXED_PRECISION", "PREDICTION_TYPES", "STAGES", "StageConfig", "StageReport",
     "TileDataset", "TrainConfig", "build_training_data", "find_frames", "kfold_split", "latent_scaling_factor",
     "load_baseline", "machine_info", "map_labels", "mask_instances", "parse_label_map", "process_state",

@@ -23,7 +23,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +31,12 @@ import torch
 
 from ..devices import DEVICES, resolve_device
 from ..engine import TileRun
-from ..errors import BundleError, ConfigError
+from ..errors import BundleError, ConfigError, TrainingCancelled
 from ..files import atomic_replace_dir
 from ..preprocess import Normalization, check_frame, normalize
 from ..tiling import Stitcher, TileGrid
 from .dataset import TileDataset
-from .loop import machine_info, random_crop, tile_batches
+from .loop import TrainControl, machine_info, random_crop, tile_batches
 
 __all__ = [
     "BACKBONES",
@@ -317,11 +317,15 @@ def train_baseline(
     log: Callable[[str], None] = print,
     *,
     class_names: tuple[str, ...] | None = None,
+    control: TrainControl | None = None,
+    seconds: float | None = None,
 ) -> tuple[Baseline, BaselineReport]:
     """Train the U-Net baseline on `dataset`'s labelled tiles and save it to `out_dir`.
 
     The tiles, their order and their augmentation come from `training.tile_batches`, exactly as
     for the diffusion stages. Loss: monai's soft Dice on softmax outputs. Optimiser: RAdam.
+    control / seconds: cancel, per-step reports and a time budget, as for `train_bundle`
+    (`cfg.steps` is then a cap; cancelling raises `TrainingCancelled` and saves nothing).
     `out_dir` (None: not saved) is written atomically with `save_baseline`; it must be new,
     empty or an earlier baseline folder (checked before training starts). `class_names`
     defaults to background/live/dead for 3 classes. Returns the trained `Baseline` (in eval
@@ -357,7 +361,17 @@ def train_baseline(
     net.train()
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc="unet baseline", unit="step", disable=None)
+    control = TrainControl() if control is None else control
+    if seconds is not None:
+        end = time.monotonic() + float(seconds)
+        control = replace(control, deadline=end if control.deadline is None else min(end, control.deadline))
+    t0_monotonic = time.monotonic()
     for _ in range(cfg.steps):
+        if control.cancelled():
+            bar.close()
+            raise TrainingCancelled(f"U-Net training cancelled at step {len(losses)}; nothing was saved")
+        if control.out_of_time():
+            break
         batch = random_crop(next(batches), crop, g)
         x = batch["image"].to(device)
         y = batch["mask"][:, None].to(device)  # (B, 1, h, w) class ids: DiceLoss one-hots them
@@ -368,7 +382,10 @@ def train_baseline(
         losses.append(float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        control.report("unet", len(losses), cfg.steps, losses[-1], t0_monotonic)
     bar.close()
+    if not losses:
+        raise ConfigError("the U-Net trained no step in its time budget: give it more time")
     seconds = time.perf_counter() - t0
     net.eval()
     report = BaselineReport(

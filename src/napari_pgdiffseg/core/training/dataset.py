@@ -380,6 +380,15 @@ class TileDataset(torch.utils.data.Dataset):
         v.setflags(write=False)
         return v
 
+    def keep_tiles(self, keep) -> None:
+        """Keep only the tiles at indices `keep` (e.g. to drop most tiles without any object)."""
+        keep = np.asarray(keep, dtype=np.int64)
+        if keep.size == 0:
+            raise ConfigError("keep_tiles: at least one tile must be kept")
+        tiles = self.tiles[keep]
+        tiles.setflags(write=False)
+        self.tiles = tiles
+
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of `epoch` (see the class docstring)."""
         self.epoch = check_int("epoch", epoch, 0)

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from ..bundle import Bundle, BundleCard, create_bundle, save_bundle
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingCancelled
 from ..files import atomic_replace_dir
 from ..models import encode_latents, get_preset
 from ..sampling import mask_to_latent
 from .dataset import TileDataset
 from .frames import FrameSet
-from .loop import machine_info, tile_batches, random_crop
+from .loop import TrainControl, machine_info, random_crop, tile_batches
 
 STAGES = ("autoencoder", "ldm_p", "ldm_s")
 #: What LDM-S predicts: epsilon (the paper's eq. 6) or the clean sample x0.
@@ -195,8 +195,13 @@ def _fit(
     cfg: TrainConfig,
     ckpt_root: Path | None,
     log: Callable[[str], None],
+    control: TrainControl | None = None,
 ) -> StageReport:
+    """Train one stage to `scfg.steps`, or until `control`'s deadline (the checkpoint is then
+    saved at the last whole step) or its cancel (checkpoint saved, `TrainingCancelled`)."""
     from tqdm import tqdm
+
+    control = TrainControl() if control is None else control
 
     accelerator = _accelerator(cfg)
     torch.manual_seed(cfg.seed)
@@ -221,9 +226,27 @@ def _fit(
     g = torch.Generator().manual_seed(cfg.seed + 1000 * (STAGES.index(stage) + 1) + step + rank_seed)
     batches = tile_batches(dataset, scfg.batch_size, cfg.seed + step + rank_seed, cfg.num_workers)
     t0 = time.perf_counter()
+    t0_monotonic = time.monotonic()
     bar = tqdm(total=scfg.steps, initial=step, desc=stage, unit="step",
                disable=None if accelerator.is_main_process else True)
+
+    def save_now() -> None:
+        if ckpt is not None:
+            if accelerator.is_main_process:  # the weights are the same on every process
+                ckpt.save(accelerator.unwrap_model(model), opt, step, losses,
+                          done_seconds + time.perf_counter() - t0, ema)
+            accelerator.wait_for_everyone()
+
     while step < scfg.steps:
+        if control.cancelled():
+            save_now()
+            bar.close()
+            raise TrainingCancelled(f"{stage} training cancelled at step {step}"
+                                    + (f"; its checkpoint is kept in {ckpt.dir}" if ckpt is not None else ""))
+        if control.out_of_time():
+            save_now()
+            log(f"{stage}: time budget reached at step {step}")
+            break
         batch = random_crop(next(batches), scfg.crop, g)
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with accelerator.accumulate(model):
@@ -237,11 +260,9 @@ def _fit(
         losses.append(float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == scfg.steps):
-            if accelerator.is_main_process:  # the weights are the same on every process
-                ckpt.save(accelerator.unwrap_model(model), opt, step, losses,
-                          done_seconds + time.perf_counter() - t0, ema)
-            accelerator.wait_for_everyone()
+        control.report(stage, step, scfg.steps, losses[-1], t0_monotonic)
+        if step % cfg.checkpoint_every == 0 or step == scfg.steps:
+            save_now()
     bar.close()
     model = accelerator.unwrap_model(model)
     if ema is not None:
@@ -380,8 +401,16 @@ def train_bundle(
     provenance: dict | None = None,
     resume: bool = True,
     log: Callable[[str], None] = print,
+    control: TrainControl | None = None,
+    seconds: float | None = None,
+    save: bool = True,
 ) -> tuple[Bundle, list[StageReport]]:
     """Train the stages named in `stages` and save the bundle to `out`.
+
+    control: a `TrainControl` (cancel, per-step reports). seconds: a time budget for all
+    stages together, shared among them in proportion to their step caps (a stage stops at
+    its cap or its share of the time, whichever comes first). save: False returns the
+    trained bundle without writing `out` (its checkpoints are still written).
 
     unlabelled: tiles for the autoencoder and LDM-P (masks optional).
     labelled: tiles with masks for LDM-S (required when 'ldm_s' is in `stages`).
@@ -420,13 +449,24 @@ def train_bundle(
     if not state.is_main_process:
         log = _silent
     reports: list[StageReport] = []
-    for stage in STAGES:
-        if stage not in stages:
-            continue
+    control = TrainControl() if control is None else control
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise ConfigError(f"a training time budget must be a number of seconds > 0, got {seconds!r}")
+    end = None if seconds is None else time.monotonic() + float(seconds)
+    todo = [s for s in STAGES if s in stages]
+    for i, stage in enumerate(todo):
         scfg = getattr(cfg, stage)
+        deadline = control.deadline
+        if end is not None:  # this stage's share of the time left
+            caps = [getattr(cfg, s).steps for s in todo[i:]]
+            share = scfg.steps / max(sum(caps), 1)
+            deadline = time.monotonic() + max(0.0, end - time.monotonic()) * share
+            if control.deadline is not None:
+                deadline = min(deadline, control.deadline)
+        stage_control = replace(control, deadline=deadline)
         model, loss_fn = stage_model_and_loss(bundle, stage, cfg.prediction_type, scfg.timestep_power)
         data = labelled if stage == "ldm_s" else unlabelled
-        rep = _fit(stage, model, loss_fn, data, scfg, cfg, ckpt_root, log)
+        rep = _fit(stage, model, loss_fn, data, scfg, cfg, ckpt_root, log, stage_control)
         if stage == "autoencoder":
             bundle.autoencoder.register_to_config(scaling_factor=latent_scaling_factor(bundle.autoencoder, unlabelled))
         log(f"{stage}: {rep.steps} steps in {rep.seconds:.0f} s, loss {rep.first_loss:.4f} -> {rep.last_loss:.4f}")
@@ -444,7 +484,7 @@ def train_bundle(
     # (scripts/card_ood_reference.py makes one for the new bundle).
     bundle.card = replace(bundle.card, provenance=prov, preset=cfg.preset, ood={} if reports else bundle.card.ood)
     bundle.eval()
-    if state.is_main_process:
+    if save and state.is_main_process:
         save_bundle(bundle.to("cpu"), out, overwrite=True)
     state.wait_for_everyone()
     return bundle, reports

@@ -5,13 +5,58 @@ both train through these, so they see the same tiles and augmentation draws)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
 from .dataset import TileDataset
 
-__all__ = ["machine_info", "random_crop", "tile_batches"]
+__all__ = ["StepReport", "TrainControl", "machine_info", "random_crop", "tile_batches"]
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One optimiser step as a caller sees it (progress bars, live loss curves)."""
+
+    stage: str  # "autoencoder", "ldm_p", "ldm_s" or "unet"
+    step: int  # steps done in this stage, resumed ones included
+    steps: int | None  # the stage's step cap (None: only a time budget ends it)
+    loss: float
+    elapsed: float  # seconds of this run of the stage
+    budget: float | None  # seconds this stage may run (None: no time budget)
+
+
+@dataclass
+class TrainControl:
+    """What a caller controls of a running training loop.
+
+    deadline: a `time.monotonic()` value after which the stage stops at the end of its
+    current step (None: run every step). cancel: set it to stop; the loop saves a last
+    checkpoint and raises `TrainingCancelled`. on_step: called after every step with a
+    `StepReport`. The diffusion stages and the U-Net baseline take the same control.
+    """
+
+    deadline: float | None = None
+    cancel: threading.Event | None = None
+    on_step: Callable[[StepReport], None] | None = None
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def budget(self, now: float) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - now)
+
+    def report(self, stage: str, step: int, steps: int | None, loss: float, t0: float) -> None:
+        if self.on_step is not None:
+            now = time.monotonic()
+            self.on_step(StepReport(stage, step, steps, loss, now - t0,
+                                    None if self.deadline is None else self.deadline - t0))
 
 def tile_batches(dataset: TileDataset, batch_size: int, seed: int, num_workers: int) -> Iterator[dict]:
     """Endless shuffled batches; each epoch reseeds the dataset's augmentation."""
