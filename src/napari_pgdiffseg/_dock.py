@@ -19,6 +19,7 @@ WIDGETS = {
     "segment": ("napari_pgdiffseg._widgets._segment", "SegmentWidget"),
     "inspector": ("napari_pgdiffseg._widgets._inspector", "InspectorWidget"),
     "batch": ("napari_pgdiffseg._widgets._batch", "BatchWidget"),
+    "train": ("napari_pgdiffseg._widgets._train", "TrainWidget"),
 }
 LOADING_TEXT = "Loading PG-DiffSeg (torch, diffusers): a few seconds the first time ..."
 
@@ -104,3 +105,7 @@ class InspectorDock(_Dock):
 
 class BatchDock(_Dock):
     KIND = "batch"
+
+
+class TrainDock(_Dock):
+    KIND = "train"

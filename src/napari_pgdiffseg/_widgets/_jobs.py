@@ -17,7 +17,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Slot
 from qtpy.QtCore import Signal as QtSignal
 
-from ..core.errors import PGDiffSegError, SegmentationCancelled
+from ..core.errors import PGDiffSegError, SegmentationCancelled, TrainingCancelled
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class Job:
             self.on_result(result)
 
     def _errored(self, error: BaseException) -> None:
-        if isinstance(error, SegmentationCancelled):
+        if isinstance(error, (SegmentationCancelled, TrainingCancelled)):
             if not self._gone():
                 self.on_cancelled()
         else:

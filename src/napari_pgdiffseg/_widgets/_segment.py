@@ -225,8 +225,11 @@ class SegmentWidget(RunWidget):
         self.save_table_button = PushButton(text="Save table...", enabled=False, tooltip=tooltip("save_table"))
         self.save_labels_button.changed.connect(self._ask_save_labels)
         self.save_table_button.changed.connect(self._ask_save_table)
-        saves = Container(widgets=[self.save_labels_button, self.save_table_button], layout="horizontal",
-                          labels=False, label="")
+        self.add_training_button = PushButton(text="Add to training set", enabled=False,
+                                              tooltip=tooltip("add_to_training"))
+        self.add_training_button.changed.connect(self._add_to_training)
+        saves = Container(widgets=[self.save_labels_button, self.save_table_button, self.add_training_button],
+                          layout="horizontal", labels=False, label="")
         saves.margins = (0, 0, 0, 0)
         self.append(saves)
         self.last_outcome: SegmentOutcome | None = None
@@ -275,6 +278,7 @@ class SegmentWidget(RunWidget):
         self.summary.value = ""
         self.kept_note = ""
         self._running_bundle = req.bundle_dir
+        self._running_layer = self.image.value
         self._start(SegmentRunner(req, self._load_bundle), ProgressBars(f"PG-DiffSeg {req.name}", n_planes, "planes"),
                     f"segmenting {req.name} ...")
 
@@ -290,6 +294,8 @@ class SegmentWidget(RunWidget):
         replaced = _viewer.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, outcome.source)
         self.output_layers = replaced.added
         self.save_labels_button.enabled = self.save_table_button.enabled = True
+        self.add_training_button.enabled = True
+        self._last_image = self._running_layer
         self.summary.value = outcome.text
         self.kept_note = _viewer.kept_message(replaced)
         if self.kept_note:
@@ -359,6 +365,60 @@ class SegmentWidget(RunWidget):
         if path.suffix.lower() != ".csv":
             path = path.with_suffix(".csv")
         return atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+
+    def add_to_training_set(self, folder: str | Path | None = None) -> tuple[Path, Path]:
+        """Store the segmented image and its class labels as they are now (the user's corrections
+        included) as a pair in the training folder (the Train widget's): ``images/NAME.tif`` and
+        ``masks/NAME.tif``, a new name if one exists. Atomic writes. Returns both paths."""
+        from ..core.files import write_tiff
+        from ..core.training.finetune import check_pairs
+
+        layers = self._labels_layers()
+        classes = [ly for ly in layers if "class_names" in ly.metadata]
+        cells = [ly for ly in layers if "class_name" in ly.metadata]
+        image = getattr(self, "_last_image", None)
+        if self.last_outcome is None or not layers or image is None or image not in self.viewer.layers:
+            raise InputImageError("nothing to add: segment an image first (its image and labels layers must still "
+                                  "be in the viewer)")
+        names = tuple(classes[0].metadata["class_names"]) if classes else None
+        if classes:
+            labels = np.asarray(classes[0].data)
+        else:  # only the cell layers: each cell's class from its layer
+            from ..core.bundle import peek_bundle
+
+            names = tuple(peek_bundle(self.last_outcome_bundle)[0].class_names)
+            labels = np.zeros(np.shape(cells[0].data), np.uint8)
+            for ly in cells:
+                labels[np.asarray(ly.data) > 0] = names.index(ly.metadata["class_name"])
+        data = np.asarray(image.data[0] if image.multiscale else image.data)
+        if image.rgb:
+            data = data[..., 0]
+        check_pairs([data], [labels], [image.name], names)  # the same checks as training
+        folder = Path(folder) if folder is not None else _settings.training_folder()
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in image.name) or "image"
+        n, name = 1, stem
+        while (folder / "images" / f"{name}.tif").exists() or (folder / "masks" / f"{name}.tif").exists():
+            n += 1
+            name = f"{stem}_{n}"
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(parents=True, exist_ok=True)
+        mask = write_tiff(folder / "masks" / f"{name}.tif", labels.astype(np.uint8))
+        img = write_tiff(folder / "images" / f"{name}.tif", data)  # the image last: a pair is complete once listed
+        return img, mask
+
+    def _add_to_training(self, *_) -> None:
+        from ._jobs import notify_error
+
+        try:
+            img, _ = self.add_to_training_set()
+        except (PGDiffSegError, OSError) as e:
+            notify_error(e)
+            return
+        folder = img.parent.parent
+        n = len(list((folder / "masks").glob("*.tif")))
+        self.status.value = f"added {img.stem} to the training set {folder} ({n} pair(s))"
+        show_info(f"PG-DiffSeg: added {img.stem} to the training set {folder} ({n} pair(s)); train on it in "
+                  "'Train PG-DiffSeg on your labels'")
 
     def _ask_save_labels(self, *_) -> None:
         self._ask_and_save("Save labels", "TIFF (*.tif *.tiff)", f"{self.last_outcome.source}_labels.tif",

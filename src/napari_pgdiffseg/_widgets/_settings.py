@@ -68,6 +68,30 @@ TOOLTIPS: dict[str, str] = {
                    "<name>_cells.tif when the cell layers are shown)",
     "save_table": "write the summary (pixel fractions, cell counts, viability; one row per plane of a stack) as CSV",
     "open_results": "add the segmented images and their class labels (class colours) to the viewer",
+    "train": "fine-tune the chosen model on the pairs (and the training folder) for the time given; the new "
+             "model is checked on a held-out part against the starting model",
+    "train_pairs": "an image layer and a Labels layer of the same size: the labels as they should be (e.g. a "
+                   "segmentation corrected with napari's paint, fill and erase tools)",
+    "add_pair": "add another image + labels pair",
+    "remove_pair": "remove this pair",
+    "labels_are": "class ids: 0 background, 1 the first class (live), 2 the next (dead) ...; cell ids: every id > 0 is "
+                  "one cell of the first class (e.g. the plugin's cell layers, or instance masks)",
+    "training_folder": "a folder of image/mask pairs (images/ + masks/ with the same names): 'Add to training set' "
+                       "in the Segment widget stores pairs here",
+    "use_folder": "also train on the pairs stored in the training folder",
+    "train_classes": "the classes of the new model: the starting model's, or others (the segmentation head is "
+                     "adapted: background stays background, a single 'cell' starts from 'live')",
+    "train_objects": "how the new model counts objects: as the starting model, separate regions (nuclei), or "
+                     "touching whole cells split by a watershed on the phase",
+    "train_what": "LDM-S: the segmentation network (fast, the default); LDM-P + LDM-S: also the prior (images "
+                  "unlike the model's own); U-Net: the deterministic baseline, for a comparison",
+    "minutes": "time budget in minutes (0: no limit, then give steps)",
+    "max_steps": "step limit (0: no limit, then give minutes)",
+    "holdout": "share of the labelled pixels held out to check the new model against the starting one (whole "
+               "frames from 5 frames on, else the bottom rows of each frame); 0: no check",
+    "model_out": "folder of the new model (empty: a new folder beside the settings, named after the model and the time)",
+    "add_to_training": "store the image and its labels as they are now (with your corrections) as a pair in the "
+                       "Train widget's training folder",
     "compute": "compute the starting noise of every ticked strategy on the chosen region",
     "show_layers": "add the noise and its Canny edges of the selected rows (all rows if none) as layers",
 }
@@ -186,8 +210,54 @@ class PersistedFields:
 FOLDER_SOURCE = "folder"
 
 
+class TrainedModels:
+    """The models the user trained in the Train widget: bundle folders kept in the settings
+    file, listed in every widget's model list after the shipped ones. `changed` is emitted
+    when one is added, so open widgets update their lists at once."""
+
+    changed = Signal()
+    MAX = 20  # the most recent ones are listed
+
+    def __init__(self):
+        self.store = SettingsStore("trained_models")
+
+    def folders(self) -> list[Path]:
+        """Registered folders that still hold a bundle, newest first."""
+        out = []
+        for text in self.store.load().get("folders", []):
+            path = Path(str(text))
+            if (path / bundle_mod.CARD_NAME).is_file() and path not in out:
+                out.append(path)
+        return out
+
+    def add(self, path: str | os.PathLike) -> None:
+        path = Path(path).expanduser().resolve()
+        folders = [path] + [p for p in self.folders() if p != path]
+        self.store.save({"folders": [str(p) for p in folders[: self.MAX]]})
+        self.changed.emit()
+
+
+#: The one registry of trained models (widgets connect to `TRAINED.changed`).
+TRAINED = TrainedModels()
+
+#: The Train widget's settings section; its "training_folder" is also where the Segment
+#: widget's "Add to training set" stores pairs.
+TRAIN_SECTION = "train_data"
+
+
+def default_training_folder() -> Path:
+    return settings_path().parent / "training"
+
+
+def training_folder() -> Path:
+    """The training folder the Train widget uses (its field, or the default)."""
+    text = str(SettingsStore(TRAIN_SECTION).load().get("training_folder") or "").strip()
+    return Path(text).expanduser() if text else default_training_folder()
+
+
 def model_choices() -> list[tuple[str, str]]:
-    """(text, value) of the model list: the shipped models (the default first), then 'bundle folder'."""
+    """(text, value) of the model list: the shipped models (the default first), the models the
+    user trained (value: their folder), then 'bundle folder'."""
     names = bundle_mod.shipped_models()
     names = [bundle_mod.DEFAULT_MODEL] + [n for n in names if n != bundle_mod.DEFAULT_MODEL]
     out = []
@@ -197,6 +267,12 @@ def model_choices() -> list[tuple[str, str]]:
             out.append((f"{name} ({card.mask_definition})", name))
         except PGDiffSegError:  # not installed: still listed, so the problem is shown, not hidden
             out.append((name, name))
+    for path in TRAINED.folders():
+        try:
+            card, _ = bundle_mod.peek_bundle(path)
+            out.append((f"{path.name} (yours: {card.mask_definition})", str(path)))
+        except PGDiffSegError:
+            continue
     return out + [("bundle folder", FOLDER_SOURCE)]
 
 
@@ -346,6 +422,7 @@ class SettingsWidget(Container):
         self._raw_problem = ""  # the settings problem in the core's words (names the setting)
         # After the persisted values are restored: choosing a model sets what its card
         # recommends (e.g. the mirrored views it was scored with); a restart keeps the user's.
+        TRAINED.changed.connect(self.update_models)
         self.model_source.changed.connect(self.apply_model_settings)
         self.bundle_path.changed.connect(self.apply_model_settings)
         self.speed.changed.connect(self.apply_speed)
@@ -385,13 +462,28 @@ class SettingsWidget(Container):
             self.note.visible = True
             log.info("napari-pgdiffseg: %s", self.note.value)
 
+    def update_models(self, *_) -> None:
+        """List the models again (a model was trained), keeping the choice."""
+        from ._jobs import qt_alive
+
+        if not qt_alive(self.native):
+            TRAINED.changed.disconnect(self.update_models)
+            return
+        value = self.model_source.value
+        self.model_source.choices = model_choices()
+        if value in [v for _, v in model_choices()]:
+            self.model_source.value = value
+
     # -- values
     def bundle_dir(self) -> Path | None:
-        """The chosen bundle folder (a shipped model's folder, or the folder typed in)."""
-        if self.model_source.value != FOLDER_SOURCE:
-            return bundle_mod.MODELS_DIR / self.model_source.value
-        text = self.bundle_path.line_edit.value.strip()
-        return Path(text).expanduser() if text else None
+        """The chosen bundle folder (a shipped model's folder, a trained model's, or the folder typed in)."""
+        value = self.model_source.value
+        if value == FOLDER_SOURCE:
+            text = self.bundle_path.line_edit.value.strip()
+            return Path(text).expanduser() if text else None
+        if value in bundle_mod.shipped_models() or not Path(value).is_absolute():
+            return bundle_mod.MODELS_DIR / value
+        return Path(value)
 
     def config(self) -> SegmentConfig:
         values = {name: w.value for name, w in self._config_widgets.items()}
@@ -407,6 +499,8 @@ class SettingsWidget(Container):
             self.model_source.value = bundle_mod.DEFAULT_MODEL
         elif isinstance(path, str) and path in bundle_mod.shipped_models():
             self.model_source.value = path
+        elif str(Path(path).expanduser().resolve()) in list(self.model_source.choices):
+            self.model_source.value = str(Path(path).expanduser().resolve())  # a model trained here
         else:
             self.bundle_path.value = Path(path)
             self.model_source.value = FOLDER_SOURCE
@@ -477,7 +571,7 @@ class SettingsWidget(Container):
         try:
             card, timesteps = peek_bundle(path)
         except PGDiffSegError as e:
-            if self.model_source.value != FOLDER_SOURCE:
+            if self.model_source.value in bundle_mod.shipped_models():
                 return (f"The model {self.model_source.value!r} is not installed ({path}). Reinstall "
                         "napari-pgdiffseg, or choose 'bundle folder' and pick a model bundle.",
                         f"{self.model_source.value}: unavailable", "-")
