@@ -254,3 +254,36 @@ def test_a_card_naming_an_unknown_setting_is_one_line(bundle_dir, folder, tmp_pa
     code = main(["segment", str(folder / "a.tif"), "--out", str(tmp_path / "o"), "--model", str(model), *FAST])
     err = capsys.readouterr().err
     assert code == 2 and "unknown setting(s) flipz" in err and "Traceback" not in err
+
+
+def test_train_minutes_fine_tunes_with_a_hold_out_report(tmp_path, capsys, tiny_bundle_dir):
+    from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
+
+    for sub in ("images", "masks"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for i in range(2):
+        img, lab = make_frame(20 + i, SyntheticConfig(shape=(96, 96)))[:2]
+        tifffile.imwrite(tmp_path / "data" / "images" / f"f{i}.tif", img)
+        tifffile.imwrite(tmp_path / "data" / "masks" / f"f{i}.tif", lab)
+    out = tmp_path / "tuned"
+    args = ["train", "--start-from", str(tiny_bundle_dir), "--data", str(tmp_path / "data"), "--minutes", "0.02",
+            "--out", str(out), "--device", "cpu", "--crop-ldm", "64", "--batch-ldm", "2"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "held out: the bottom 20 %" in text and "starting model: foreground IoU" in text
+    assert "new model:      foreground IoU" in text and f"written to {out}" in text
+    card = json.loads((out / "pgdiffseg.json").read_text())
+    run = card["provenance"]["training_runs"][-1]
+    assert run["command"].startswith("pgdiffseg train --start-from") and run["fine_tune"]["minutes"] == 0.02
+    assert run["fine_tune"]["batch_size"] == 2 and run["fine_tune"]["crop"] == 64
+    # Without a model to start from, or with synthetic frames: one line, nothing written.
+    for bad, msg in ((["--start-from", ""], "--start-from"), (["--synthetic", "2"], "--synthetic is not used")):
+        a = [x for x in args if x not in ("--out", str(out))] + ["--out", str(tmp_path / "bad")]
+        if bad[0] == "--start-from":
+            i = a.index("--start-from")
+            a = a[:i] + a[i + 2:]
+        else:
+            a += bad
+        assert main(a) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err and not (tmp_path / "bad").exists()

@@ -571,7 +571,7 @@ class SettingsWidget(Container):
         try:
             card, timesteps = peek_bundle(path)
         except PGDiffSegError as e:
-            if self.model_source.value in bundle_mod.shipped_models():
+            if self.model_source.value != FOLDER_SOURCE and not Path(str(self.model_source.value)).is_absolute():
                 return (f"The model {self.model_source.value!r} is not installed ({path}). Reinstall "
                         "napari-pgdiffseg, or choose 'bundle folder' and pick a model bundle.",
                         f"{self.model_source.value}: unavailable", "-")

@@ -221,11 +221,11 @@ def holdout_split(pairs: FrameSet, fraction: float, seed: int = 0) -> HoldoutSpl
                 getattr(train, a).append(v)
             continue
         cut = h - rows
-        for s, sl, label in ((train, slice(0, cut), "top"), (held, slice(cut, h), "bottom")):
+        for s, sl in ((train, slice(0, cut)), (held, slice(cut, h))):
             s.images.append(img[sl])
             s.masks.append(m[sl])
             s.instances.append(mask_instances(ids[sl]))  # cells cut by the line are renumbered
-            s.names.append(f"{name} ({label} {100 * (cut if label == 'top' else rows) / h:.0f} %)")
+            s.names.append(f"{name} (rows {sl.start}-{sl.stop - 1})")
     how = (f"the bottom {100 * fraction:.0f} % of every frame's rows held out (fewer than "
            f"{MIN_FRAMES_FOR_FRAME_HOLDOUT} frames)")
     if whole:
