@@ -10,7 +10,7 @@ import pytest
 
 from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
 
-from widget_helpers import SEGMENT, fast_settings, open_widget, wait_idle
+from widget_helpers import BATCH, SEGMENT, fast_settings, open_widget, wait_idle
 
 TRAIN = "Train PG-DiffSeg on your labels"
 
@@ -81,6 +81,8 @@ def test_train_cancel_train_again_and_segment_with_the_new_model(painted, qtbot,
     seg = open_widget(viewer, SEGMENT)
     values = list(seg.settings.model_source.choices)
     assert str(out.resolve()) in values
+    batch = open_widget(viewer, BATCH)
+    assert str(out.resolve()) in list(batch.settings.model_source.choices)
     from napari_pgdiffseg import SegmentConfig
 
     fast_settings(seg, out, SegmentConfig(inversion_steps=5, sampling_steps=5, noise_metrics=False, device="cpu"))

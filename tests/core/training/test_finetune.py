@@ -57,6 +57,7 @@ def test_holdout_frames_or_strips():
     img, lab = _frames(6)
     pairs = check_pairs(img, lab, [f"f{i}" for i in range(6)], NAMES)
     split = holdout_split(pairs, 0.2, seed=0)
+    assert "1 of 6 frames held out" in split.how
     assert len(split.held) == 1 and len(split.train) == 5  # round(6 * 0.2) whole frames
     assert not set(split.held.names) & set(split.train.names)
     few = check_pairs(img[:2], lab[:2], ["a", "b"], NAMES)
@@ -103,7 +104,8 @@ def test_fine_tune_writes_a_bundle_with_both_scores_and_its_parent(start_dir, tm
     assert [p.step.step for p in seen if p.step] == [1, 2, 3, 4] and len(r.losses) == 4
     assert r.kind == "bundle" and r.steps == 4 and r.before["frames"] == 2 and r.after["frames"] == 2
     card = json.loads((tmp_path / "new" / "pgdiffseg.json").read_text())
-    assert card["name"] == "new" and card["ood"] == {}
+    assert card["name"] == "new" and card["ood"] == {}  # 2 frames: too few for a reference, and said so
+    assert any("no reference of its training images" in m for m in r.messages)
     assert card["scores"]["hold-out: fg_iou"].startswith(f"{r.after['fg_iou']:.3f}")
     assert card["scores"]["hold-out, starting model: fg_iou"].startswith(f"{r.before['fg_iou']:.3f}")
     run = card["provenance"]["training_runs"][-1]
@@ -184,3 +186,12 @@ def test_unet_fine_tune_is_scored_the_same_way(start_dir, tmp_path):
     assert r.kind == "baseline" and r.steps == 2 and r.after["frames"] == 2
     card = json.loads((tmp_path / "unet" / "unet_baseline.json").read_text())
     assert card["training"]["holdout"]["after"]["frames"] == 2
+
+
+def test_three_frames_give_the_card_an_unlike_the_training_data_reference(start_dir, tmp_path):
+    img, lab = _frames(3)
+    pairs = check_pairs(img, lab, ["a", "b", "c"], NAMES)
+    fine_tune(start_dir, pairs, FineTuneConfig(minutes=None, steps=1, batch_size=2, crop=64, device="cpu"),
+              tmp_path / "new", log=lambda s: None)
+    ood = load_bundle(tmp_path / "new").card.ood
+    assert ood["source"] == "fine-tune frames (3)" and ood["threshold"] > ood["train_max"] > 0

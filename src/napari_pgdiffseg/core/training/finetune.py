@@ -45,6 +45,9 @@ LABELS_ARE = ("classes", "instances")
 MIN_FRAMES_FOR_FRAME_HOLDOUT = 5
 #: Held-out strips are at least this many rows (the smallest frame `segment` accepts is 16).
 MIN_STRIP = 16
+#: From this many frames on, the new model's card gets an unlike-the-training-data reference
+#: (`core.ood`) of them; from fewer it would flag most new frames of the same kind.
+MIN_FRAMES_FOR_OOD = 3
 #: Training tiles without any labelled object are kept up to this many per labelled tile:
 #: they teach the background, but a frame that is mostly empty would teach little else.
 EMPTY_TILES_PER_LABELLED = 1.0
@@ -505,7 +508,16 @@ def fine_tune(
                    f"{steps} steps in {seconds:.0f} s.")
     if warning:
         description += " Warning: " + warning
-    trained.card = replace(trained.card, scores=scores, provenance=prov_all,
+    ood = {}
+    if len(pairs) >= MIN_FRAMES_FOR_OOD:  # the unlike-the-training-data reference of the user's frames
+        from ..ood import frame_features, reference_from_features
+
+        ood = reference_from_features([frame_features(im, trained) for im in pairs.images],
+                                      f"fine-tune frames ({len(pairs)})").to_dict()
+    else:
+        messages.append(f"fewer than {MIN_FRAMES_FOR_OOD} frames: the new model has no reference of its training "
+                        "images, so it cannot warn when an image is unlike them")
+    trained.card = replace(trained.card, scores=scores, provenance=prov_all, ood=ood,
                            name=out.name, description=description if not (card_updates or {}).get("description")
                            else card_updates["description"])
     notify(FineTuneProgress("saving"))
