@@ -6,7 +6,7 @@ U-Net baseline trained on the same frames for the same time. Prints a Markdown t
 
     OMP_NUM_THREADS=1 python benchmarks/finetune_qpi_cells.py [--data ../shared/data] [--minutes 5]
 
-Frames: a seeded permutation (seed 0) of the 15 qpi-cells frames; the first 4 are the
+Frames: a seeded permutation (`--seed`, default 0) of the 15 qpi-cells frames; the first 4 are the
 training pool (1, 2, 4 frames are its first 1, 2, 4), the other 11 are the test frames of
 every row (never trained on by any model here). Each fine-tune runs through
 `core.training.fine_tune` with the widget's defaults (LDM-S only, its own 20 % hold-out
@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--sizes", default="1,2,4")
     ap.add_argument("--start", default="slim-viability")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the frame permutation (which frames train)")
     ap.add_argument("--out", default=None, help="folder for the models (default: a temporary one)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     if len(frames) < 6:
         print(f"need the qpi-cells frames in {folder}", file=sys.stderr)
         return 2
-    order = np.random.default_rng(0).permutation(len(frames))
+    order = np.random.default_rng(args.seed).permutation(len(frames))
     pool, test = [frames[i] for i in order[:4]], [frames[i] for i in order[4:]]
 
     def pairs(fs):
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
             print(f"# {row['row']}: {scores}; internal hold-out {r.before} -> {r.after}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t_all
     print(f"qpi-cells test frames ({len(test)}, never trained on): {', '.join(test_set.names)}")
-    print(f"training pool: {', '.join(Path(f.image_path).name for f in pool)}")
+    print(f"training pool (seed {args.seed}): {', '.join(Path(f.image_path).name for f in pool)}")
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} torch thread(s); "
           f"{args.minutes:g} min per training; whole run {wall / 60:.1f} min\n")
     print("| model | training frames | steps in the budget | test foreground IoU | test object F1 | "

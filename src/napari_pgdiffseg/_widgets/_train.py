@@ -55,6 +55,7 @@ class TrainRequest:
     labels_are: str = "classes"
     class_names: tuple | None = None  # None: the starting model's
     objects: str = ""
+    threads: int = 0  # torch CPU threads (0: torch's own setting)
 
 
 class TrainRunner(Runner):
@@ -78,9 +79,12 @@ class TrainRunner(Runner):
         if req.objects:
             updates["instances"] = OBJECT_SETTINGS[req.objects]
             updates["mask_definition"] = "nuclei" if req.objects == "components" else "whole cells"
-        return fine_tune(req.start, pairs, req.config, req.out, class_names=names, card_updates=updates or None,
-                         on_progress=lambda p: send(p, force=p.phase != "training"), cancel=cancel,
-                         log=lambda s: None)
+        from ..core.devices import torch_threads
+
+        with torch_threads(req.threads):
+            return fine_tune(req.start, pairs, req.config, req.out, class_names=names,
+                             card_updates=updates or None, on_progress=lambda p: send(p, force=p.phase != "training"),
+                             cancel=cancel, log=lambda s: None)
 
 
 def _draw_losses(figure, losses: list[float], colors: dict) -> None:
@@ -302,7 +306,7 @@ class TrainWidget(RunWidget):
         folder = self._folder() if self._folder_pairs() else None
         classes = tuple(self.class_choice.value.split(",")) if self.class_choice.value else None
         return TrainRequest(tuple(images), tuple(labels), tuple(names), folder, start, self._out_dir(start), cfg,
-                            self.labels_are.value, classes, self.objects.value)
+                            self.labels_are.value, classes, self.objects.value, self.settings.threads.value)
 
     def run(self, *_) -> None:
         req = self._take_request()
