@@ -368,8 +368,10 @@ class TrainWidget(RunWidget):
     def _on_cancelled(self) -> None:
         self._redraw(force=True)
         req = self._request
-        self.result.value = (f"cancelled: no model was written. The last checkpoint is kept in {req.out.name}.ckpt; "
-                             "Train again into the same folder to go on from it.")
+        ckpt = req.out.with_name(req.out.name + ".ckpt")
+        self.result.value = "cancelled: no model was written." + (
+            f" The last checkpoint is kept in {ckpt}; Train again into the same folder to go on from it."
+            if ckpt.is_dir() else "")
         show_info("PG-DiffSeg: training cancelled; no model was written")
 
 
