@@ -287,3 +287,28 @@ def test_train_minutes_fine_tunes_with_a_hold_out_report(tmp_path, capsys, tiny_
         assert main(a) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and msg in err and not (tmp_path / "bad").exists()
+
+
+def test_segment_writes_a_per_cell_table_with_dry_mass(bundle_dir, folder, tmp_path):
+    out = tmp_path / "out"
+    main(["segment", str(folder / "a.tif"), str(folder / "b.tif"), "--out", str(out), "--bundle", str(bundle_dir),
+          *FAST, "--wavelength-nm", "633", "--pixel-size-um", "0.2"])
+    rows = _rows(out)
+    with open(out / "a_cells.csv") as f:
+        cells = list(csv.DictReader(f))
+    ids = tifffile.imread(out / "a_cells.tif")
+    assert [int(c["cell_id"]) for c in cells] == sorted(int(v) for v in np.unique(ids[ids > 0]))
+    for c in cells:  # a.tif is float: radians; the masses follow m = lambda/(2 pi alpha) sum(phi) px^2
+        assert int(c["area_px"]) == int((ids == int(c["cell_id"])).sum())
+        m = 0.633 / (2 * np.pi * 0.18) * float(c["integrated_phase_rad"]) * 0.04
+        assert float(c["dry_mass_pg"]) == pytest.approx(m, rel=1e-4)
+    assert rows["a.tif"]["mass_note"] == "" and rows["a.tif"]["cells_table"] == "a_cells.csv"
+    live = [float(c["dry_mass_pg"]) for c in cells if c["class"] == "live"]
+    if live:
+        assert float(rows["a.tif"]["live_dry_mass_total_pg"]) == pytest.approx(sum(live), rel=1e-3)
+    # b.tif holds grey levels (uint8) of a stack: no masses without a phase scale, and the table says why.
+    text = (out / "b_cells.csv").read_text().splitlines()
+    assert text[0].startswith("# dry mass needs the phase scale") and text[1].startswith("plane,cell_id,class")
+    assert "phase scale" in rows["b.tif"]["mass_note"]
+    assert main(["segment", str(folder / "a.tif"), "--out", str(tmp_path / "x"), "--bundle", str(bundle_dir),
+                 "--pixel-size-um", "-1"]) == 2

@@ -33,6 +33,7 @@ def cmd_segment(args) -> int:
     from ..core.bundle import peek_bundle, resolve_model
 
     files = _expand_inputs(args.inputs, args.glob)
+    calibration_from_args(args)  # a bad value is one line before anything runs
     # With a Dask scheduler the workers load the bundle (once each); here only its card is read.
     bundle = load_model_arg(args.model) if args.scheduler is None else resolve_model(args.model)
     config = config_from_args(args, bundle.card if args.scheduler is None else peek_bundle(bundle)[0])
@@ -55,7 +56,7 @@ def cmd_segment(args) -> int:
 
     rows = segment_files(files, bundle, config, args.out, overwrite=args.overwrite, on_file=on_file,
                          progress=progress, min_area=args.min_area, scheduler=args.scheduler,
-                         workers=args.workers)
+                         workers=args.workers, calibration=calibration_from_args(args))
     tile_bar.close()
     bar.close()
     n_err = sum(r["status"].startswith("error") for r in rows)
@@ -138,6 +139,23 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def add_calibration_args(p) -> None:
+    g = p.add_argument_group("per-cell table (<name>_cells.csv): phase and dry mass")
+    g.add_argument("--wavelength-nm", type=float, default=None, help="illumination wavelength in nm (dry mass)")
+    g.add_argument("--pixel-size-um", type=float, default=None,
+                   help="sample-plane pixel size in um (default: from OME/ImageJ TIFF metadata where present)")
+    g.add_argument("--refractive-increment", type=float, default=0.18,
+                   help="refractive increment alpha in mL/g = um^3/pg (default 0.18)")
+    g.add_argument("--phase-scale", type=float, default=None,
+                   help="radians per grey level, for images that are not in radians (e.g. 8-bit SLIM PNGs)")
+
+
+def calibration_from_args(args):
+    from ..core.measure import Calibration
+
+    return Calibration(args.wavelength_nm, args.pixel_size_um, args.refractive_increment, args.phase_scale)
+
+
 def add_parsers(sub, defaults) -> None:
     seg = sub.add_parser("segment", help="segment image files or folders into <name>_labels.tif and <name>_cells.tif")
     seg.add_argument("inputs", nargs="+", help="image files (TIFF, PNG) or folders")
@@ -153,6 +171,7 @@ def add_parsers(sub, defaults) -> None:
                           "an address (tcp://host:8786) uses a running cluster (default: one file after another here)")
     seg.add_argument("--workers", type=int, default=None,
                      help="worker processes of --scheduler local (default: one per core with one torch thread each; 1 with a GPU)")
+    add_calibration_args(seg)
     add_config_args(seg)
     seg.set_defaults(func=cmd_segment)
 

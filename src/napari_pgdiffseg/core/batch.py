@@ -20,22 +20,23 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import ConfigError, PGDiffSegError, SegmentationCancelled
-from .filejob import cells_path, error_row, output_path, segment_file
+from .filejob import cells_path, cells_table_path, error_row, output_path, segment_file
 from .files import atomic_write
 from .engine import CancelCheck, Progress, cancel_check
 from .config import SegmentConfig
 from .cells import foreground_classes
 
 CSV_NAME = "pgdiffseg_results.csv"
-_HEAD = ("file", "status", "output", "cells_output", "planes")
+_HEAD = ("file", "status", "output", "cells_output", "cells_table", "planes")
 _TAIL = ("viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "outlier_pixels", "unlikeness",
          "unlike_training", "device")
 
 
 def csv_fields(class_names: Sequence[str]) -> list[str]:
     """CSV columns: file, status, outputs, planes, a pixel fraction and a cell count per class, cost."""
-    return [*_HEAD, *(f"fraction_{n}" for n in class_names),
-            *(f"{n}_cells" for _, n in foreground_classes(class_names)), *_TAIL]
+    fg = [n for _, n in foreground_classes(class_names)]
+    return [*_HEAD, *(f"fraction_{n}" for n in class_names), *(f"{n}_cells" for n in fg),
+            *(f"{n}_dry_mass_{s}_pg" for n in fg for s in ("total", "mean")), "mass_note", *_TAIL]
 
 
 def segment_files(
@@ -51,6 +52,7 @@ def segment_files(
     min_area: int | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    calibration=None,
 ) -> list[dict]:
     """Segment every file; returns the rows (in input order) also written to `out_dir`/pgdiffseg_results.csv.
 
@@ -60,6 +62,8 @@ def segment_files(
         cluster, whose workers must see the bundle folder, the inputs and `out_dir` at the
         same paths. Each worker loads the bundle once and writes its files atomically
         (`core.distributed`); `progress` is then not called (on_file still is).
+    calibration: a `measure.Calibration` for the per-cell tables (`<stem>_cells.csv`: dry mass
+    needs a wavelength, a pixel size and phase in radians or a phase scale).
     on_file(i, n, row) is called after each file (with a scheduler: in finishing order,
     i counting finished files). Cancelling stops before the next network evaluation (here)
     or cancels the pending tasks (Dask); the rows so far are written and
@@ -103,7 +107,7 @@ def segment_files(
             for i in todo:
                 try:
                     row = segment_file(paths[i], loaded, config, out_dir, progress=progress, cancel=cancel,
-                                       min_area=min_area)
+                                       min_area=min_area, calibration=calibration)
                 except SegmentationCancelled:
                     raise
                 except (PGDiffSegError, OSError, ValueError) as e:
@@ -114,7 +118,7 @@ def segment_files(
 
             run_distributed([paths[i] for i in todo], bundle_dir, config, out_dir, scheduler=scheduler,
                             workers=workers, on_row=lambda j, row: record(todo[j], row),
-                            cancelled=cancel_check(cancel), min_area=min_area)
+                            cancelled=cancel_check(cancel), min_area=min_area, calibration=calibration)
     finally:
         if scheduler is not None:
             _remove_temp_files(out_dir, [paths[i] for i in todo])
@@ -126,7 +130,8 @@ def _remove_temp_files(out_dir: Path, paths: Sequence[Path]) -> None:
     """Remove the temporary files of a worker killed mid-write (`atomic_write` names them
     `.<output name>.*.tmp`); the final names only ever hold complete files."""
     for path in paths:
-        for name in (output_path(out_dir, path).name, cells_path(out_dir, path).name):
+        for name in (output_path(out_dir, path).name, cells_path(out_dir, path).name,
+                     cells_table_path(out_dir, path).name):
             for tmp in out_dir.glob(f".{name}.*.tmp"):
                 try:
                     tmp.unlink()
@@ -154,7 +159,7 @@ def _resolve_bundle(bundle, *, need_weights: bool):
     return card, timesteps, folder, None
 
 
-PATH_FIELDS = ("file", "output", "cells_output")
+PATH_FIELDS = ("file", "output", "cells_output", "cells_table")
 
 
 def file_key(path: str | os.PathLike) -> str:

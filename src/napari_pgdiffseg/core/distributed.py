@@ -76,7 +76,7 @@ def _plugin_class():
 
 
 def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_area: int | None,
-                 torch_threads: int | None = None) -> dict:
+                 torch_threads: int | None = None, calibration=None) -> dict:
     """One task: segment `path` on this worker, write its labels atomically, return its row.
 
     Bad input is returned as an error row; other exceptions propagate so that dask retries.
@@ -89,7 +89,7 @@ def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_ar
         torch.set_num_threads(torch_threads)
     bundle = worker_bundle(bundle_dir)
     try:
-        row = segment_file(path, bundle, config, out_dir, min_area=min_area)
+        row = segment_file(path, bundle, config, out_dir, min_area=min_area, calibration=calibration)
     except PGDiffSegError as e:
         row = error_row(path, e)
     row["worker_pid"] = os.getpid()
@@ -187,6 +187,7 @@ def run_distributed(
     on_row: Callable[[int, dict], None],
     cancelled: Callable[[], bool],
     min_area: int | None,
+    calibration=None,
 ) -> None:
     """Segment `paths` on the cluster; `on_row(index, row)` as each file finishes (any order).
 
@@ -198,7 +199,7 @@ def run_distributed(
     with open_client(scheduler, workers) as (client, threads):
         client.register_plugin(_plugin_class()(bundle_dir))
         futures = {
-            client.submit(segment_task, str(p), bundle_dir, config, str(out_dir), min_area, threads,
+            client.submit(segment_task, str(p), bundle_dir, config, str(out_dir), min_area, threads, calibration,
                           key=f"pgdiffseg-{i}-{p.name}-{time.time_ns()}", retries=1, pure=False): i
             for i, p in enumerate(paths)
         }

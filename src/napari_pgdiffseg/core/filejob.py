@@ -16,12 +16,13 @@ import numpy as np
 
 from .bundle import Bundle
 from .files import read_image
-from .files import write_tiff
+from .files import atomic_write, write_tiff
 from .engine import CancelCheck, Progress
 from .config import SegmentConfig
 from .pipeline import segment_stack
 from .preprocess import as_planes
 from .cells import InstanceConfig, cell_instances, instance_dtype, summarize_planes
+from .measure import Calibration, cell_table, cells_csv_text, mass_summary, read_calibration
 
 
 def output_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
@@ -34,13 +35,22 @@ def cells_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Pat
     return Path(out_dir) / f"{Path(image_path).stem}_cells.tif"
 
 
+def cells_table_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
+    """`<stem>_cells.csv`: one row per cell (area, centroid, phase, dry mass; `core.measure`)."""
+    return Path(out_dir) / f"{Path(image_path).stem}_cells.csv"
+
+
 def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig, out_dir: str | os.PathLike,
                  *, progress: Callable[[int, int, Progress], None] | None = None,
-                 cancel: CancelCheck | None = None, min_area: int | None = None) -> dict:
-    """Segment one file (a frame or a stack of planes), write its labels and cells, return its CSV row.
+                 cancel: CancelCheck | None = None, min_area: int | None = None,
+                 calibration: Calibration | None = None) -> dict:
+    """Segment one file (a frame or a stack of planes), write its labels, cells and per-cell
+    table, return its CSV row.
 
     min_area: smallest cell kept in `<stem>_cells.tif` and counted, in px (None: the
-    bundle card's instance setting).
+    bundle card's instance setting). calibration: wavelength, pixel size, refractive
+    increment, phase scale for the per-cell table (values it lacks are read from the
+    file's OME/ImageJ metadata where present).
     """
     image = read_image(path)
     planes, was_stack = as_planes(image, name=Path(path).name)
@@ -58,11 +68,19 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
     # Cells first, labels last: an interrupted run leaves no labels file, so it is redone.
     cells_out = write_tiff(cells_path(out_dir, path), ids.astype(instance_dtype(int(ids.max()))),
                            metadata=output_metadata(bundle.card, "cells", axes))
+    cal = (calibration or Calibration()).merged(read_calibration(path))
+    per_cell = []
+    for k, (r, p, c) in enumerate(zip(results, planes, cells)):
+        per_cell += cell_table(c, r.labels, p, names, cal, plane=k + 1 if was_stack else None)
+    mass_note = cal.why_no_mass(np.asarray(planes).dtype)
+    table_text = cells_csv_text(per_cell, mass_note, stack=was_stack)
+    table = atomic_write(cells_table_path(out_dir, path), lambda tmp: Path(tmp).write_text(table_text))
     out = write_tiff(output_path(out_dir, path), labels, metadata=output_metadata(bundle.card, "classes", axes))
     row = {
         "file": str(path), "status": "ok", "output": str(out), "cells_output": str(cells_out),
-        "planes": len(results),
+        "cells_table": str(table), "planes": len(results),
         **summarize_planes([r.labels for r in results], names, instances=cells),
+        **mass_summary(per_cell, names), "mass_note": mass_note,
         "nfe": results[0].nfe,
         "seconds": sum(r.seconds for r in results),
         "noise_ssim": float(np.mean([r.noise_ssim for r in results])),
