@@ -94,11 +94,14 @@ def cell_colormap(ids, color: Sequence[int]):
 
 
 def cell_labels_layer(cells: np.ndarray, name: str, class_name: str, scale, translate, metadata: dict,
-                      color: Sequence[int] | None = None, n_cells: int | None = None) -> tuple:
+                      color: Sequence[int] | None = None, n_cells: int | None = None,
+                      features: dict | None = None) -> tuple:
     """A Labels layer of one class's cell ids, each a shade of the class colour.
 
     `n_cells`: the count the summary gives (for a stack, cells counted per plane and summed,
-    since each plane's ids start at 1); default: the distinct ids in `cells`.
+    since each plane's ids start at 1); default: the distinct ids in `cells`. `features`:
+    the per-cell table (columns; ``index`` = cell id), which napari's features table lists
+    and selects cells by.
     """
     ids = np.unique(cells)
     ids = ids[ids > 0]
@@ -108,6 +111,7 @@ def cell_labels_layer(cells: np.ndarray, name: str, class_name: str, scale, tran
         {
             "name": f"{name} pgdiffseg {class_name}",
             **extra,
+            **({"features": features} if features is not None else {}),
             "metadata": {**metadata, "class_name": class_name, "n_cells": int(ids.size if n_cells is None else n_cells)},
             "opacity": 0.6,
             **geometry_kwargs(scale, translate),
@@ -118,3 +122,15 @@ def cell_labels_layer(cells: np.ndarray, name: str, class_name: str, scale, tran
 
 def image_layer(data: np.ndarray, name: str, scale, translate, metadata: dict, **kwargs) -> tuple:
     return (data, {"name": name, "metadata": dict(metadata), **geometry_kwargs(scale, translate), **kwargs}, "image")
+
+
+def cell_features(rows: Sequence[dict]) -> dict:
+    """napari `features` of a cell layer from `measure.cell_table` rows: ``index`` is the cell
+    id (napari matches rows to label values by it), then the measures (NaN where unknown)."""
+    from ..core.measure import CELL_COLUMNS
+
+    cols = [c for c in CELL_COLUMNS if c not in ("plane", "cell_id")]
+    out = {"index": [int(r["cell_id"]) for r in rows]}
+    for c in cols:
+        out[c] = [r[c] if c == "class" else (np.nan if r[c] is None else float(r[c])) for r in rows]
+    return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.errors import InputImageError, PGDiffSegError
@@ -25,7 +25,8 @@ from . import _settings, _viewer
 from ._base import RunWidget
 from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
-from ._layers import OUTPUT_TAG, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
+from ._layers import OUTPUT_TAG, cell_features, cell_labels_layer, class_labels_layer, image_layer, latent_geometry
+from ..core.measure import Calibration, cell_table, cells_csv_text, mass_summary
 from ._preview import LivePreview
 
 LABEL_OUTPUTS = (("class labels", "classes"), ("one id per cell", "cells"), ("both", "both"))
@@ -41,6 +42,7 @@ class OutputOptions:
     agreement: bool = False
     min_area: int = 0  # 0: the model's setting (bundle card "instances")
     min_distance: int = 0  # 0: the model's setting
+    calibration: object = None  # measure.Calibration of the per-cell table (None: nothing known)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,11 @@ def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: s
         lines.append(f"total over {n_planes} planes: cells {_counts_text(summary, class_names)}")
     else:
         lines.append(f"cells {_counts_text(summary, class_names)}")
+    masses = [(n, summary.get(f"{n}_dry_mass_total_pg"), summary.get(f"{n}_dry_mass_mean_pg"))
+              for _, n in foreground_classes(class_names)]
+    if any(t is not None and np.isfinite(t) for _, t, _ in masses):
+        lines.append("dry mass: " + " · ".join(f"{n} {t:.4g} pg (mean {m:.3g} pg)" for n, t, m in masses
+                                               if t is not None and np.isfinite(t)))
     if summary.get("unlike_training"):
         lines.append(f"warning: {summary['unlike_training']}")
     if summary.get("outlier_pixels"):
@@ -153,6 +160,13 @@ class SegmentRunner(Runner):
         icfg = replace(icfg, min_area=opt.min_area or icfg.min_area, min_distance=opt.min_distance or icfg.min_distance)
         cells = [cell_instances(r.labels, p, names, icfg) for r, p in zip(results, planes)]
         summary = summarize_planes([r.labels for r in results], names, instances=cells)
+        cal = opt.calibration or Calibration()
+        stack = len(results) > 1
+        per_cell = []
+        for k, (r, p, c) in enumerate(zip(results, planes, cells)):
+            per_cell += cell_table(c, r.labels, np.asarray(p), names, cal, plane=k + 1 if stack else None)
+        mass_note = cal.why_no_mass(np.asarray(planes[:1]).dtype)
+        summary.update(mass_summary(per_cell, names), mass_note=mass_note)
         per_plane = [summarize_planes([r.labels], names, instances=[c]) for r, c in zip(results, cells)]
         seconds = sum(r.seconds for r in results)
         r0 = results[0]
@@ -166,6 +180,7 @@ class SegmentRunner(Runner):
         if summary["unlike_training"]:
             show_warning(f"PG-DiffSeg: {req.name}: {summary['unlike_training']}")
         summary["per_plane"] = per_plane if len(results) > 1 else []
+        summary["cells"] = per_cell
         meta = {OUTPUT_TAG: req.name, "pgdiffseg_summary": summary, "pgdiffseg_config": req.config.to_dict(),
                 "pgdiffseg_bundle": str(req.bundle_dir)}
         images, labelled = [], []  # images first, so the labels are drawn on top of them
@@ -175,9 +190,11 @@ class SegmentRunner(Runner):
             ids = np.stack(cells).reshape(shape)
             for class_id, class_name in foreground_classes(names):  # one layer of cell ids per class
                 layer = np.where(labels == class_id, ids, 0).astype(ids.dtype)
+                # The per-cell table as the layer's features (2D: a stack's ids restart in every plane).
+                feats = None if stack else cell_features([c for c in per_cell if c["class"] == class_name])
                 labelled.append(cell_labels_layer(layer, req.name, class_name, req.scale, req.translate, meta,
                                                   color=card.colors[class_id],
-                                                  n_cells=summary[f"{class_name}_cells"]))
+                                                  n_cells=summary[f"{class_name}_cells"], features=feats))
         if opt.agreement:
             agreement = np.stack([r.agreement for r in results]).reshape(shape)
             images.append(image_layer(agreement, f"{req.name} pgdiffseg agreement", req.scale, req.translate, meta,
@@ -213,6 +230,19 @@ class SegmentWidget(RunWidget):
         extra.margins = (0, 0, 0, 0)
         self.min_area = SpinBox(label="min cell area", min=0, max=100_000, tooltip=tooltip("min_area"))
         self.min_distance = SpinBox(label="cell split distance", min=0, max=1000, tooltip=tooltip("min_distance"))
+        self.wavelength = FloatSpinBox(label="wavelength (nm)", min=0.0, max=100_000.0, step=1.0,
+                                       tooltip=tooltip("wavelength_nm"))
+        self.pixel_size = FloatSpinBox(label="pixel size (um)", min=0.0, max=1000.0, step=0.01,
+                                       tooltip=tooltip("pixel_size_um"))
+        self.refractive_increment = FloatSpinBox(label="refr. increment (mL/g)", min=0.01, max=1.0, step=0.01,
+                                                 value=0.18, tooltip=tooltip("refractive_increment"))
+        self.phase_scale = FloatSpinBox(label="phase scale (rad/level)", min=0.0, max=100.0, step=0.001,
+                                        tooltip=tooltip("phase_scale"))
+        for w in (self.pixel_size, self.phase_scale):
+            w.native.setDecimals(4)
+        self.measure = CheckBox(text="show the cell measures (dry mass)", value=False, tooltip=tooltip("measure"))
+        self._measure_fields = [self.wavelength, self.pixel_size, self.refractive_increment, self.phase_scale]
+        self.measure.changed.connect(self._show_measures)
         self.summary = _settings.text_label(label="summary")
         self.preview_toggle = CheckBox(text="Preview (follows the view)", value=False, tooltip=tooltip("preview"))
         self.preview = LivePreview(self)
@@ -220,18 +250,26 @@ class SegmentWidget(RunWidget):
         self.preview_toggle.changed.connect(self.preview.set_enabled)
         self.image.changed.connect(self.preview.schedule)
         self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
-                     self.buttons, self.progress.widget, self.preview_toggle, self.status, self.summary])
+                     self.measure, *self._measure_fields, self.buttons, self.progress.widget, self.preview_toggle, self.status, self.summary])
         self.save_labels_button = PushButton(text="Save labels...", enabled=False, tooltip=tooltip("save_labels"))
         self.save_table_button = PushButton(text="Save table...", enabled=False, tooltip=tooltip("save_table"))
         self.save_labels_button.changed.connect(self._ask_save_labels)
         self.save_table_button.changed.connect(self._ask_save_table)
+        self.save_cells_button = PushButton(text="Save cells...", enabled=False, tooltip=tooltip("save_cells"))
+        self.cell_table_button = PushButton(text="Cell table", enabled=False, tooltip=tooltip("cell_table"))
+        self.save_cells_button.changed.connect(self._ask_save_cells)
+        self.cell_table_button.changed.connect(self.show_cell_table)
         self.add_training_button = PushButton(text="Add to training set", enabled=False,
                                               tooltip=tooltip("add_to_training"))
         self.add_training_button.changed.connect(self._add_to_training)
-        saves = Container(widgets=[self.save_labels_button, self.save_table_button, self.add_training_button],
+        saves = Container(widgets=[self.save_labels_button, self.save_table_button, self.save_cells_button],
                           layout="horizontal", labels=False, label="")
+        more = Container(widgets=[self.cell_table_button, self.add_training_button], layout="horizontal",
+                         labels=False, label="")
+        more.margins = (0, 0, 0, 0)
         saves.margins = (0, 0, 0, 0)
         self.append(saves)
+        self.append(more)
         self.last_outcome: SegmentOutcome | None = None
         self.output_layers: list = []  # the layers of the last run, as the user may have edited them
 
@@ -239,18 +277,32 @@ class SegmentWidget(RunWidget):
         self.outputs_persist = PersistedFields(
             SettingsStore("segment_outputs"),
             {"labels_output": self.labels_output, "add_noise": self.add_noise, "add_edges": self.add_edges,
-             "add_agreement": self.add_agreement, "min_area": self.min_area, "min_distance": self.min_distance},
+             "add_agreement": self.add_agreement, "min_area": self.min_area, "min_distance": self.min_distance,
+             "measure": self.measure, "wavelength_nm": self.wavelength, "pixel_size_um": self.pixel_size,
+             "refractive_increment": self.refractive_increment, "phase_scale": self.phase_scale},
             {"labels_output": d.labels, "add_noise": d.noise, "add_edges": d.edges, "add_agreement": d.agreement,
-             "min_area": d.min_area, "min_distance": d.min_distance},
+             "min_area": d.min_area, "min_distance": d.min_distance, "measure": False, "wavelength_nm": 0.0,
+             "pixel_size_um": 0.0, "refractive_increment": 0.18, "phase_scale": 0.0},
         )
+        self._show_measures()
         self._update_state()
 
     def problem(self) -> str:
         return self.settings.problem or self._image_problem()
 
+    def _show_measures(self, *_) -> None:
+        for w in self._measure_fields:
+            w.visible = self.measure.value
+
+    def calibration(self) -> Calibration:
+        """The per-cell table's calibration from the fields (0: not known)."""
+        return Calibration(self.wavelength.value or None, self.pixel_size.value or None,
+                           self.refractive_increment.value, self.phase_scale.value or None)
+
     def output_options(self) -> OutputOptions:
         return OutputOptions(self.labels_output.value, self.add_noise.value, self.add_edges.value,
-                             self.add_agreement.value, self.min_area.value, self.min_distance.value)
+                             self.add_agreement.value, self.min_area.value, self.min_distance.value,
+                             self.calibration())
 
     def restore_defaults(self, *_):
         super().restore_defaults()
@@ -294,7 +346,9 @@ class SegmentWidget(RunWidget):
         replaced = _viewer.replace_layers(self.viewer, outcome.layers, OUTPUT_TAG, outcome.source)
         self.output_layers = replaced.added
         self.save_labels_button.enabled = self.save_table_button.enabled = True
-        self.add_training_button.enabled = True
+        self.add_training_button.enabled = self.save_cells_button.enabled = True
+        self.cell_table_button.enabled = any("class_name" in ly.metadata and len(ly.features)
+                                             for ly in self.output_layers)
         self._last_image = self._running_layer
         self.summary.value = outcome.text
         self.kept_note = _viewer.kept_message(replaced)
@@ -354,7 +408,7 @@ class SegmentWidget(RunWidget):
             raise InputImageError("no result to save: run the segmentation first")
         summary = self.last_outcome.summary
         rows = [dict(p, plane=i + 1) for i, p in enumerate(summary.get("per_plane") or [])]
-        rows.append(dict({k: v for k, v in summary.items() if k != "per_plane"}, plane="total"))
+        rows.append(dict({k: v for k, v in summary.items() if k not in ("per_plane", "cells")}, plane="total"))
         fields = ["image", "plane"] + [k for k in rows[-1] if k not in ("image", "plane")]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
@@ -419,6 +473,37 @@ class SegmentWidget(RunWidget):
         self.status.value = f"added {img.stem} to the training set {folder} ({n} pair(s))"
         show_info(f"PG-DiffSeg: added {img.stem} to the training set {folder} ({n} pair(s)); train on it in "
                   "'Train PG-DiffSeg on your labels'")
+
+    def save_cells(self, path: str | Path) -> Path:
+        """Write the last run's per-cell table (`<name>_cells.csv` columns; a '# ...' line first
+        when the dry mass could not be computed, saying why). Atomic."""
+        from ..core.files import atomic_write
+
+        if self.last_outcome is None:
+            raise InputImageError("no result to save: run the segmentation first")
+        s = self.last_outcome.summary
+        text = cells_csv_text(s.get("cells", []), s.get("mass_note", ""), stack=bool(s.get("per_plane")))
+        path = Path(path)
+        if path.suffix.lower() != ".csv":
+            path = path.with_suffix(".csv")
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+    def show_cell_table(self, *_) -> None:
+        """napari's own features table (sorting, row selection selects the cell in the viewer)
+        on the first cell layer of the last run."""
+        cells = [ly for ly in self._labels_layers() if "class_name" in ly.metadata and len(ly.features)]
+        if not cells:
+            return
+        self.viewer.layers.selection.active = cells[0]
+        try:
+            self.viewer.window.add_plugin_dock_widget("napari", "Features table widget")
+        except Exception as e:  # noqa: BLE001 - an older napari without it: say so, keep going
+            from ._jobs import notify_error
+
+            notify_error(InputImageError(f"napari's features table is not available here ({e}); use Save cells..."))
+
+    def _ask_save_cells(self, *_) -> None:
+        self._ask_and_save("Save cells", "CSV (*.csv)", f"{self.last_outcome.source}_cells.csv", self.save_cells)
 
     def _ask_save_labels(self, *_) -> None:
         self._ask_and_save("Save labels", "TIFF (*.tif *.tiff)", f"{self.last_outcome.source}_labels.tif",

@@ -92,6 +92,16 @@ TOOLTIPS: dict[str, str] = {
     "model_out": "folder of the new model (empty: a new folder beside the settings, named after the model and the time)",
     "add_to_training": "store the image and its labels as they are now (with your corrections) as a pair in the "
                        "Train widget's training folder",
+    "measure": "show the calibration of the per-cell table: with a wavelength and a pixel size (and a phase "
+               "scale for images in grey levels) every cell gets its dry mass",
+    "wavelength_nm": "illumination wavelength in nm (0: not known, no dry mass)",
+    "pixel_size_um": "sample-plane pixel size in um (0: not known: areas in pixels, no dry mass)",
+    "refractive_increment": "refractive increment alpha in mL/g (= um^3/pg); 0.18 is the usual value for cells",
+    "phase_scale": "radians per grey level for images stored as grey levels (8-bit SLIM); 0: the image is in "
+                   "radians (float images)",
+    "save_cells": "write one row per cell (class, area, centroid, phase, dry mass) as CSV",
+    "cell_table": "open napari's features table on the cell layer: sort the cells, select a row to select the "
+                  "cell in the viewer",
     "compute": "compute the starting noise of every ticked strategy on the chosen region",
     "show_layers": "add the noise and its Canny edges of the selected rows (all rows if none) as layers",
 }

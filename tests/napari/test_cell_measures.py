@@ -1,0 +1,74 @@
+"""Per-cell measures in the Segment widget: the cell layers carry the table as features, the
+summary gives the dry mass, Save cells writes it, and napari's features table selects cells."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from widget_helpers import SEGMENT, fast_settings, open_widget, wait_idle
+
+
+@pytest.fixture
+def measured(make_napari_viewer, tiny_bundle_dir, fast_config, synthetic_frame, qtbot, errors):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    viewer.add_image(synthetic_frame[0].astype(np.float32), name="cells")
+    w.labels_output.value = "both"
+    w.measure.value = True
+    w.wavelength.value, w.pixel_size.value = 633.0, 0.25
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    return viewer, w
+
+
+def test_cell_layers_carry_the_per_cell_table(measured):
+    viewer, w = measured
+    per_cell = w.last_outcome.summary["cells"]
+    for name in ("live", "dead"):
+        layer = viewer.layers[f"cells pgdiffseg {name}"]
+        ids = np.unique(layer.data[layer.data > 0])
+        feats = layer.features
+        assert sorted(feats["index"]) == sorted(int(i) for i in ids)  # one row per cell, by its id
+        assert set(feats["class"]) <= {name}
+        for _, row in feats.iterrows():
+            assert row["area_px"] == (layer.data == row["index"]).sum()
+            assert row["area_um2"] == pytest.approx(row["area_px"] * 0.0625)
+            assert row["dry_mass_pg"] == pytest.approx(
+                0.633 / (2 * np.pi * 0.18) * row["integrated_phase_rad"] * 0.0625)
+    assert len(per_cell) == sum(len(viewer.layers[f"cells pgdiffseg {n}"].features) for n in ("live", "dead"))
+    if per_cell:
+        assert "dry mass:" in w.summary.value
+
+
+def test_save_cells_and_the_features_table(measured, tmp_path, qtbot):
+    viewer, w = measured
+    out = w.save_cells(tmp_path / "cells")
+    assert out.name == "cells.csv"
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(w.last_outcome.summary["cells"])
+    assert rows == [] or set(rows[0]) >= {"cell_id", "class", "area_px", "dry_mass_pg"}
+    if not w.cell_table_button.enabled:
+        pytest.skip("this tiny model found no cell")
+    w.cell_table_button.native.click()
+    table = [d for name, d in viewer.window.dock_widgets.items() if "Features table" in name]
+    assert table, list(viewer.window.dock_widgets)
+    layer = viewer.layers.selection.active
+    assert "class_name" in layer.metadata  # the cell layer is the one the table shows
+
+
+def test_without_a_calibration_the_table_says_why(make_napari_viewer, tiny_bundle_dir, fast_config,
+                                                   synthetic_frame, qtbot, errors, tmp_path):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    viewer.add_image(synthetic_frame[0].astype(np.float32), name="cells")
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert "wavelength" in w.last_outcome.summary["mass_note"] and "dry mass:" not in w.summary.value
+    text = w.save_cells(tmp_path / "c.csv").read_text()
+    assert text.startswith("# dry mass needs the wavelength")
