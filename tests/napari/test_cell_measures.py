@@ -18,8 +18,8 @@ def measured(make_napari_viewer, tiny_bundle_dir, fast_config, synthetic_frame, 
     fast_settings(w, tiny_bundle_dir, fast_config)
     viewer.add_image(synthetic_frame[0].astype(np.float32), name="cells")
     w.labels_output.value = "both"
-    w.measure.value = True
-    w.wavelength.value, w.pixel_size.value = 633.0, 0.25
+    w.measures.measure.value = True
+    w.measures.wavelength.value, w.measures.pixel_size.value = 633.0, 0.25
     w.run_button.native.click()
     wait_idle(qtbot, w)
     assert errors == []
@@ -72,3 +72,31 @@ def test_without_a_calibration_the_table_says_why(make_napari_viewer, tiny_bundl
     assert "wavelength" in w.last_outcome.summary["mass_note"] and "dry mass:" not in w.summary.value
     text = w.save_cells(tmp_path / "c.csv").read_text()
     assert text.startswith("# dry mass needs the wavelength")
+
+
+def test_batch_writes_per_cell_tables_with_the_widgets_calibration(make_napari_viewer, qtbot, tmp_path,
+                                                                   tiny_bundle_dir, fast_config, errors):
+    import tifffile
+
+    from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
+
+    from widget_helpers import BATCH
+
+    inp, out = tmp_path / "frames", tmp_path / "out"
+    inp.mkdir()
+    tifffile.imwrite(inp / "f.tif", make_frame(1, SyntheticConfig(shape=(96, 96)))[0].astype(np.float32))
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, BATCH)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    w.input_dir.value, w.output_dir.value = inp, out
+    w.measures.measure.value = True
+    w.measures.wavelength.value, w.measures.pixel_size.value = 550.0, 0.5
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    cells = list(csv.DictReader((out / "f_cells.csv").open()))
+    results = list(csv.DictReader((out / "pgdiffseg_results.csv").open()))
+    assert results[0]["cells_table"] == "f_cells.csv" and results[0]["mass_note"] == ""
+    for c in cells:
+        assert float(c["dry_mass_pg"]) == pytest.approx(
+            0.55 / (2 * np.pi * 0.18) * float(c["integrated_phase_rad"]) * 0.25, rel=1e-4)

@@ -19,7 +19,7 @@ from ..core.distributed import parse_scheduler
 from ..core.errors import ConfigError
 from ..core.config import SegmentConfig
 from ..core.engine import Progress
-from . import _jobs
+from . import _jobs, _settings
 from ._base import RunWidget
 from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
@@ -48,6 +48,7 @@ class BatchRequest:
     min_area: int | None = None  # None: the model's setting (bundle card "instances")
     scheduler: str | None = None  # None: here; 'local' or an address: Dask (core.distributed)
     workers: int | None = None
+    calibration: object = None  # measure.Calibration of the per-cell tables
 
 
 class BatchRunner(Runner):
@@ -70,7 +71,7 @@ class BatchRunner(Runner):
 
         return segment_files(list(req.paths), bundle, req.config, req.out_dir, overwrite=req.overwrite,
                              on_file=on_file, progress=progress, cancel=cancel, min_area=req.min_area,
-                             scheduler=req.scheduler, workers=req.workers)
+                             scheduler=req.scheduler, workers=req.workers, calibration=req.calibration)
 
 
 def rows_text(rows: list[dict]) -> str:
@@ -97,7 +98,8 @@ class BatchWidget(RunWidget):
         self.workers = SpinBox(label="Dask workers", min=0, max=256, tooltip=tooltip("workers"))
         self.open_button = PushButton(text="Open results", enabled=False, tooltip=tooltip("open_results"))
         self.open_button.changed.connect(self.open_results)
-        self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.settings,
+        self.measures = _settings.CalibrationFields("batch_measures")
+        self.extend([self.input_dir, self.pattern, self.output_dir, self.overwrite, self.settings, self.measures,
                      self.scheduler, self.workers, self.buttons, self.progress.widget, self.status, self.open_button])
         # Dask is for clusters and big batches: its fields sit with the other advanced settings.
         self.settings.advanced.changed.connect(self._show_advanced)
@@ -178,6 +180,7 @@ class BatchWidget(RunWidget):
     def restore_defaults(self, *_):
         super().restore_defaults()
         self.persist.restore_defaults()
+        self.measures.restore_defaults()
 
     def run(self, *_) -> None:
         if not self._may_run():
@@ -189,7 +192,7 @@ class BatchWidget(RunWidget):
             return
         req = BatchRequest(tuple(paths), self.out_dir(), self.settings.bundle_dir(), self.settings.config(),
                            self.overwrite.value, scheduler=self.scheduler.value.strip() or None,
-                           workers=self.workers.value or None)
+                           workers=self.workers.value or None, calibration=self.measures.calibration())
         self.rows = []
         self._final = ""
         self._out = req.out_dir

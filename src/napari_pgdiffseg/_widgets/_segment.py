@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 
 from ..core.errors import InputImageError, PGDiffSegError
@@ -230,19 +230,7 @@ class SegmentWidget(RunWidget):
         extra.margins = (0, 0, 0, 0)
         self.min_area = SpinBox(label="min cell area", min=0, max=100_000, tooltip=tooltip("min_area"))
         self.min_distance = SpinBox(label="cell split distance", min=0, max=1000, tooltip=tooltip("min_distance"))
-        self.wavelength = FloatSpinBox(label="wavelength (nm)", min=0.0, max=100_000.0, step=1.0,
-                                       tooltip=tooltip("wavelength_nm"))
-        self.pixel_size = FloatSpinBox(label="pixel size (um)", min=0.0, max=1000.0, step=0.01,
-                                       tooltip=tooltip("pixel_size_um"))
-        self.refractive_increment = FloatSpinBox(label="refr. increment (mL/g)", min=0.01, max=1.0, step=0.01,
-                                                 value=0.18, tooltip=tooltip("refractive_increment"))
-        self.phase_scale = FloatSpinBox(label="phase scale (rad/level)", min=0.0, max=100.0, step=0.001,
-                                        tooltip=tooltip("phase_scale"))
-        for w in (self.pixel_size, self.phase_scale):
-            w.native.setDecimals(4)
-        self.measure = CheckBox(text="show the cell measures (dry mass)", value=False, tooltip=tooltip("measure"))
-        self._measure_fields = [self.wavelength, self.pixel_size, self.refractive_increment, self.phase_scale]
-        self.measure.changed.connect(self._show_measures)
+        self.measures = _settings.CalibrationFields("segment_measures")
         self.summary = _settings.text_label(label="summary")
         self.preview_toggle = CheckBox(text="Preview (follows the view)", value=False, tooltip=tooltip("preview"))
         self.preview = LivePreview(self)
@@ -250,7 +238,7 @@ class SegmentWidget(RunWidget):
         self.preview_toggle.changed.connect(self.preview.set_enabled)
         self.image.changed.connect(self.preview.schedule)
         self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
-                     self.measure, *self._measure_fields, self.buttons, self.progress.widget, self.preview_toggle, self.status, self.summary])
+                     self.measures, self.buttons, self.progress.widget, self.preview_toggle, self.status, self.summary])
         self.save_labels_button = PushButton(text="Save labels...", enabled=False, tooltip=tooltip("save_labels"))
         self.save_table_button = PushButton(text="Save table...", enabled=False, tooltip=tooltip("save_table"))
         self.save_labels_button.changed.connect(self._ask_save_labels)
@@ -277,27 +265,18 @@ class SegmentWidget(RunWidget):
         self.outputs_persist = PersistedFields(
             SettingsStore("segment_outputs"),
             {"labels_output": self.labels_output, "add_noise": self.add_noise, "add_edges": self.add_edges,
-             "add_agreement": self.add_agreement, "min_area": self.min_area, "min_distance": self.min_distance,
-             "measure": self.measure, "wavelength_nm": self.wavelength, "pixel_size_um": self.pixel_size,
-             "refractive_increment": self.refractive_increment, "phase_scale": self.phase_scale},
+             "add_agreement": self.add_agreement, "min_area": self.min_area, "min_distance": self.min_distance},
             {"labels_output": d.labels, "add_noise": d.noise, "add_edges": d.edges, "add_agreement": d.agreement,
-             "min_area": d.min_area, "min_distance": d.min_distance, "measure": False, "wavelength_nm": 0.0,
-             "pixel_size_um": 0.0, "refractive_increment": 0.18, "phase_scale": 0.0},
+             "min_area": d.min_area, "min_distance": d.min_distance},
         )
-        self._show_measures()
         self._update_state()
 
     def problem(self) -> str:
         return self.settings.problem or self._image_problem()
 
-    def _show_measures(self, *_) -> None:
-        for w in self._measure_fields:
-            w.visible = self.measure.value
-
     def calibration(self) -> Calibration:
         """The per-cell table's calibration from the fields (0: not known)."""
-        return Calibration(self.wavelength.value or None, self.pixel_size.value or None,
-                           self.refractive_increment.value, self.phase_scale.value or None)
+        return self.measures.calibration()
 
     def output_options(self) -> OutputOptions:
         return OutputOptions(self.labels_output.value, self.add_noise.value, self.add_edges.value,
@@ -307,6 +286,7 @@ class SegmentWidget(RunWidget):
     def restore_defaults(self, *_):
         super().restore_defaults()
         self.outputs_persist.restore_defaults()
+        self.measures.restore_defaults()
 
     # -- run
     def request(self) -> SegmentRequest:

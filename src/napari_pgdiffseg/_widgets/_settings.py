@@ -634,3 +634,48 @@ class SettingsWidget(Container):
         self.message.visible = bool(problem)
         self.problem = problem
         self.validity.emit(problem)
+
+
+class CalibrationFields(Container):
+    """The per-cell table's calibration (`measure.Calibration`), shared by the Segment and Batch
+    widgets: wavelength, pixel size, refractive increment, phase scale (0: not known), shown
+    with "show the cell measures". Persisted in the settings section `section`."""
+
+    def __init__(self, section: str):
+        super().__init__(labels=True)
+        self.margins = (0, 0, 0, 0)
+        self.measure = CheckBox(text="show the cell measures (dry mass)", value=False, tooltip=tooltip("measure"))
+        self.wavelength = FloatSpinBox(label="wavelength (nm)", min=0.0, max=100_000.0, step=1.0,
+                                       tooltip=tooltip("wavelength_nm"))
+        self.pixel_size = FloatSpinBox(label="pixel size (um)", min=0.0, max=1000.0, step=0.01,
+                                       tooltip=tooltip("pixel_size_um"))
+        self.refractive_increment = FloatSpinBox(label="refr. increment (mL/g)", min=0.01, max=1.0, step=0.01,
+                                                 value=0.18, tooltip=tooltip("refractive_increment"))
+        self.phase_scale = FloatSpinBox(label="phase scale (rad/level)", min=0.0, max=100.0, step=0.001,
+                                        tooltip=tooltip("phase_scale"))
+        for w in (self.pixel_size, self.phase_scale):
+            w.native.setDecimals(4)
+        self.fields = [self.wavelength, self.pixel_size, self.refractive_increment, self.phase_scale]
+        self.extend([self.measure, *self.fields])
+        self.persist = PersistedFields(
+            SettingsStore(section),
+            {"measure": self.measure, "wavelength_nm": self.wavelength, "pixel_size_um": self.pixel_size,
+             "refractive_increment": self.refractive_increment, "phase_scale": self.phase_scale},
+            {"measure": False, "wavelength_nm": 0.0, "pixel_size_um": 0.0, "refractive_increment": 0.18,
+             "phase_scale": 0.0},
+        )
+        self.measure.changed.connect(self._show)
+        self._show()
+
+    def _show(self, *_) -> None:
+        for w in self.fields:
+            w.visible = self.measure.value
+
+    def calibration(self):
+        from ..core.measure import Calibration
+
+        return Calibration(self.wavelength.value or None, self.pixel_size.value or None,
+                           self.refractive_increment.value, self.phase_scale.value or None)
+
+    def restore_defaults(self) -> None:
+        self.persist.restore_defaults()
