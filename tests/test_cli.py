@@ -312,3 +312,22 @@ def test_segment_writes_a_per_cell_table_with_dry_mass(bundle_dir, folder, tmp_p
     assert "phase scale" in rows["b.tif"]["mass_note"]
     assert main(["segment", str(folder / "a.tif"), "--out", str(tmp_path / "x"), "--bundle", str(bundle_dir),
                  "--pixel-size-um", "-1"]) == 2
+
+
+def test_time_lapse_stacks_get_tracks_and_a_viability_plot(bundle_dir, tmp_path):
+    rng = np.random.default_rng(3)
+    d = tmp_path / "tl"
+    d.mkdir()
+    stack = rng.normal(size=(4, 64, 64)).astype(np.float32)
+    tifffile.imwrite(d / "hyper.tif", stack, imagej=True, metadata={"axes": "TYX"})  # axes say T
+    tifffile.imwrite(d / "plain.tif", stack)  # a plain stack: planes, not time, unless --time-lapse
+    out = tmp_path / "out"
+    main(["segment", str(d), "--out", str(out), "--bundle", str(bundle_dir), *FAST])
+    rows = _rows(out)
+    assert rows["hyper.tif"]["tracks_table"] == "hyper_tracks.csv" and rows["plain.tif"]["tracks_table"] == ""
+    text = (out / "hyper_tracks.csv").read_text().splitlines()
+    assert text[0].startswith("track_id,first_frame,last_frame,frames") and len(text) - 1 == int(rows["hyper.tif"]["tracks"])
+    assert (out / "hyper_viability.png").read_bytes()[:4] == b"\x89PNG"
+    out2 = tmp_path / "out2"
+    main(["segment", str(d / "plain.tif"), "--out", str(out2), "--bundle", str(bundle_dir), *FAST, "--time-lapse"])
+    assert (out2 / "plain_tracks.csv").is_file()

@@ -56,7 +56,8 @@ def cmd_segment(args) -> int:
 
     rows = segment_files(files, bundle, config, args.out, overwrite=args.overwrite, on_file=on_file,
                          progress=progress, min_area=args.min_area, scheduler=args.scheduler,
-                         workers=args.workers, calibration=calibration_from_args(args))
+                         workers=args.workers, calibration=calibration_from_args(args),
+                         time_lapse=True if args.time_lapse else None)
     tile_bar.close()
     bar.close()
     n_err = sum(r["status"].startswith("error") for r in rows)
@@ -148,6 +149,9 @@ def add_calibration_args(p) -> None:
                    help="refractive increment alpha in mL/g = um^3/pg (default 0.18)")
     g.add_argument("--phase-scale", type=float, default=None,
                    help="radians per grey level, for images that are not in radians (e.g. 8-bit SLIM PNGs)")
+    g.add_argument("--time-lapse", action="store_true",
+                   help="the planes of stacks are time points: link cells across them into <name>_tracks.csv "
+                        "and <name>_viability.png (automatic for OME/ImageJ TIFFs whose axes have T)")
 
 
 def calibration_from_args(args):

@@ -27,7 +27,7 @@ from .config import SegmentConfig
 from .cells import foreground_classes
 
 CSV_NAME = "pgdiffseg_results.csv"
-_HEAD = ("file", "status", "output", "cells_output", "cells_table", "planes")
+_HEAD = ("file", "status", "output", "cells_output", "cells_table", "tracks_table", "tracks", "planes")
 _TAIL = ("viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "outlier_pixels", "unlikeness",
          "unlike_training", "device")
 
@@ -53,6 +53,7 @@ def segment_files(
     scheduler: str | None = None,
     workers: int | None = None,
     calibration=None,
+    time_lapse: bool | None = None,
 ) -> list[dict]:
     """Segment every file; returns the rows (in input order) also written to `out_dir`/pgdiffseg_results.csv.
 
@@ -63,7 +64,8 @@ def segment_files(
         same paths. Each worker loads the bundle once and writes its files atomically
         (`core.distributed`); `progress` is then not called (on_file still is).
     calibration: a `measure.Calibration` for the per-cell tables (`<stem>_cells.csv`: dry mass
-    needs a wavelength, a pixel size and phase in radians or a phase scale).
+    needs a wavelength, a pixel size and phase in radians or a phase scale). time_lapse: stacks
+    are time-lapses (None: as each file's OME/ImageJ axes say): `<stem>_tracks.csv` too.
     on_file(i, n, row) is called after each file (with a scheduler: in finishing order,
     i counting finished files). Cancelling stops before the next network evaluation (here)
     or cancels the pending tasks (Dask); the rows so far are written and
@@ -107,7 +109,7 @@ def segment_files(
             for i in todo:
                 try:
                     row = segment_file(paths[i], loaded, config, out_dir, progress=progress, cancel=cancel,
-                                       min_area=min_area, calibration=calibration)
+                                       min_area=min_area, calibration=calibration, time_lapse=time_lapse)
                 except SegmentationCancelled:
                     raise
                 except (PGDiffSegError, OSError, ValueError) as e:
@@ -118,7 +120,8 @@ def segment_files(
 
             run_distributed([paths[i] for i in todo], bundle_dir, config, out_dir, scheduler=scheduler,
                             workers=workers, on_row=lambda j, row: record(todo[j], row),
-                            cancelled=cancel_check(cancel), min_area=min_area, calibration=calibration)
+                            cancelled=cancel_check(cancel), min_area=min_area, calibration=calibration,
+                            time_lapse=time_lapse)
     finally:
         if scheduler is not None:
             _remove_temp_files(out_dir, [paths[i] for i in todo])
@@ -159,7 +162,7 @@ def _resolve_bundle(bundle, *, need_weights: bool):
     return card, timesteps, folder, None
 
 
-PATH_FIELDS = ("file", "output", "cells_output", "cells_table")
+PATH_FIELDS = ("file", "output", "cells_output", "cells_table", "tracks_table")
 
 
 def file_key(path: str | os.PathLike) -> str:

@@ -76,7 +76,7 @@ def _plugin_class():
 
 
 def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_area: int | None,
-                 torch_threads: int | None = None, calibration=None) -> dict:
+                 torch_threads: int | None = None, calibration=None, time_lapse: bool | None = None) -> dict:
     """One task: segment `path` on this worker, write its labels atomically, return its row.
 
     Bad input is returned as an error row; other exceptions propagate so that dask retries.
@@ -89,7 +89,8 @@ def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_ar
         torch.set_num_threads(torch_threads)
     bundle = worker_bundle(bundle_dir)
     try:
-        row = segment_file(path, bundle, config, out_dir, min_area=min_area, calibration=calibration)
+        row = segment_file(path, bundle, config, out_dir, min_area=min_area, calibration=calibration,
+                           time_lapse=time_lapse)
     except PGDiffSegError as e:
         row = error_row(path, e)
     row["worker_pid"] = os.getpid()
@@ -188,6 +189,7 @@ def run_distributed(
     cancelled: Callable[[], bool],
     min_area: int | None,
     calibration=None,
+    time_lapse: bool | None = None,
 ) -> None:
     """Segment `paths` on the cluster; `on_row(index, row)` as each file finishes (any order).
 
@@ -200,6 +202,7 @@ def run_distributed(
         client.register_plugin(_plugin_class()(bundle_dir))
         futures = {
             client.submit(segment_task, str(p), bundle_dir, config, str(out_dir), min_area, threads, calibration,
+                          time_lapse,
                           key=f"pgdiffseg-{i}-{p.name}-{time.time_ns()}", retries=1, pure=False): i
             for i, p in enumerate(paths)
         }

@@ -40,17 +40,39 @@ def cells_table_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) 
     return Path(out_dir) / f"{Path(image_path).stem}_cells.csv"
 
 
+def tracks_path(out_dir: str | os.PathLike, image_path: str | os.PathLike) -> Path:
+    """`<stem>_tracks.csv`: one row per cell track of a time-lapse (`core.tracking`)."""
+    return Path(out_dir) / f"{Path(image_path).stem}_tracks.csv"
+
+
+def stack_axes(path: str | os.PathLike) -> str:
+    """The axes a TIFF's OME/ImageJ metadata give its first series ('TYX', 'ZYX', ...; '' when unknown)."""
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return ""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not (tif.is_ome or tif.is_imagej):
+                return ""
+            return str(tif.series[0].axes).upper()
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
 def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig, out_dir: str | os.PathLike,
                  *, progress: Callable[[int, int, Progress], None] | None = None,
                  cancel: CancelCheck | None = None, min_area: int | None = None,
-                 calibration: Calibration | None = None) -> dict:
+                 calibration: Calibration | None = None, time_lapse: bool | None = None) -> dict:
     """Segment one file (a frame or a stack of planes), write its labels, cells and per-cell
     table, return its CSV row.
 
     min_area: smallest cell kept in `<stem>_cells.tif` and counted, in px (None: the
     bundle card's instance setting). calibration: wavelength, pixel size, refractive
     increment, phase scale for the per-cell table (values it lacks are read from the
-    file's OME/ImageJ metadata where present).
+    file's OME/ImageJ metadata where present). time_lapse: the planes of a stack are time
+    points (None: when the file's OME/ImageJ axes say T): cells are linked across them
+    (`core.tracking`) into `<stem>_tracks.csv` and `<stem>_viability.png`.
     """
     image = read_image(path)
     planes, was_stack = as_planes(image, name=Path(path).name)
@@ -73,12 +95,26 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
     for k, (r, p, c) in enumerate(zip(results, planes, cells)):
         per_cell += cell_table(c, r.labels, p, names, cal, plane=k + 1 if was_stack else None)
     mass_note = cal.why_no_mass(np.asarray(planes).dtype)
+    if time_lapse is None:
+        time_lapse = "T" in stack_axes(path)
+    tracks_out = None
+    if was_stack and time_lapse:
+        from .tracking import link_frames, track_rows, tracks_csv_text, viability_figure, viability_over_time
+
+        axes = "TYX"
+        tracks = track_rows(link_frames(cells), per_cell)
+        tracks_text = tracks_csv_text(tracks)
+        tracks_out = atomic_write(tracks_path(out_dir, path), lambda tmp: Path(tmp).write_text(tracks_text))
+        if "live" in names and "dead" in names:
+            viability_figure(Path(out_dir) / f"{Path(path).stem}_viability.png",
+                             viability_over_time(per_cell, len(results)), Path(path).name)
     table_text = cells_csv_text(per_cell, mass_note, stack=was_stack)
     table = atomic_write(cells_table_path(out_dir, path), lambda tmp: Path(tmp).write_text(table_text))
     out = write_tiff(output_path(out_dir, path), labels, metadata=output_metadata(bundle.card, "classes", axes))
     row = {
         "file": str(path), "status": "ok", "output": str(out), "cells_output": str(cells_out),
-        "cells_table": str(table), "planes": len(results),
+        "cells_table": str(table), "tracks_table": "" if tracks_out is None else str(tracks_out),
+        "tracks": "" if tracks_out is None else len(tracks), "planes": len(results),
         **summarize_planes([r.labels for r in results], names, instances=cells),
         **mass_summary(per_cell, names), "mass_note": mass_note,
         "nfe": results[0].nfe,
