@@ -100,3 +100,27 @@ def test_batch_writes_per_cell_tables_with_the_widgets_calibration(make_napari_v
     for c in cells:
         assert float(c["dry_mass_pg"]) == pytest.approx(
             0.55 / (2 * np.pi * 0.18) * float(c["integrated_phase_rad"]) * 0.25, rel=1e-4)
+
+
+def test_a_time_lapse_stack_gets_a_tracks_layer(make_napari_viewer, tiny_bundle_dir, fast_config, synthetic_frame,
+                                                qtbot, errors):
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    fast_settings(w, tiny_bundle_dir, fast_config)
+    frame = synthetic_frame[0][:128, :128].astype(np.float32)
+    viewer.add_image(np.stack([frame, np.roll(frame, 2, axis=1), np.roll(frame, 4, axis=1)]), name="movie")
+    w.labels_output.value = "cells"
+    w.time_lapse.value = True
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    s = w.last_outcome.summary
+    assert "tracks" in s and len(s["viability_over_time"]) == 3
+    assert s["tracks"], "the tiny model finds cells in this frame"
+    tracks = viewer.layers["movie pgdiffseg tracks"]
+    assert tracks._type_string == "tracks" and set(tracks.data[:, 1]) <= {0, 1, 2}
+    assert f"tracks: {len(s['tracks'])} cells followed over 3 frames" in w.summary.value
+    w.time_lapse.value = False  # a plain stack: no tracks
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert "tracks" not in w.last_outcome.summary

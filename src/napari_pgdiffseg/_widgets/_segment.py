@@ -43,6 +43,7 @@ class OutputOptions:
     min_area: int = 0  # 0: the model's setting (bundle card "instances")
     min_distance: int = 0  # 0: the model's setting
     calibration: object = None  # measure.Calibration of the per-cell table (None: nothing known)
+    time_lapse: bool = False  # a stack's planes are time points: cells are tracked across them
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,23 @@ class SegmentRunner(Runner):
             show_warning(f"PG-DiffSeg: {req.name}: {summary['unlike_training']}")
         summary["per_plane"] = per_plane if len(results) > 1 else []
         summary["cells"] = per_cell
+        tracks_layer = None
+        if stack and opt.time_lapse:
+            from ..core.tracking import link_frames, track_rows, tracks_layer_data, viability_over_time
+
+            links = link_frames(cells)
+            summary["tracks"] = track_rows(links, per_cell)
+            summary["viability_over_time"] = viability_over_time(per_cell, len(results))
+            data = tracks_layer_data(links, per_cell)
+            if len(data):
+                tscale = (1.0,) + tuple(req.scale[-2:])
+                tracks_layer = (data, {"name": f"{req.name} pgdiffseg tracks", "scale": tscale,
+                                       "translate": (0.0,) + tuple(req.translate[-2:]),
+                                       "metadata": {OUTPUT_TAG: req.name}, "tail_length": 10}, "tracks")
+            dead = [t for t in summary["tracks"] if t["dead_from_frame"]]
+            text += (f"\ntracks: {len(summary['tracks'])} cells followed over {len(results)} frames; "
+                     f"{len(dead)} turned dead" + (" (frames " + ", ".join(str(t['dead_from_frame']) for t in dead[:8])
+                                                  + (" ..." if len(dead) > 8 else "") + ")" if dead else ""))
         meta = {OUTPUT_TAG: req.name, "pgdiffseg_summary": summary, "pgdiffseg_config": req.config.to_dict(),
                 "pgdiffseg_bundle": str(req.bundle_dir)}
         images, labelled = [], []  # images first, so the labels are drawn on top of them
@@ -210,7 +228,7 @@ class SegmentRunner(Runner):
                 edges = np.stack([noise_edges(nz) for nz in noise]).astype(np.uint8).reshape(lshape)
                 images.append(image_layer(edges, f"{req.name} pgdiffseg noise edges", lscale, ltranslate, meta,
                                           colormap="cyan", blending="additive", contrast_limits=(0, 1)))
-        layers = images + labelled
+        layers = images + labelled + ([tracks_layer] if tracks_layer is not None else [])
         return SegmentOutcome(req.name, layers, summary, text)
 
 
@@ -225,6 +243,8 @@ class SegmentWidget(RunWidget):
         self.add_noise = CheckBox(text="starting noise", tooltip=tooltip("add_noise"))
         self.add_edges = CheckBox(text="noise edges", tooltip=tooltip("add_edges"))
         self.add_agreement = CheckBox(text="agreement", tooltip=tooltip("add_agreement"))
+        self.time_lapse = CheckBox(text="a stack's planes are time points (track the cells)", value=False,
+                                   tooltip=tooltip("time_lapse"))
         extra = Container(widgets=[self.add_noise, self.add_edges, self.add_agreement], layout="horizontal",
                           labels=False, label="extra layers")
         extra.margins = (0, 0, 0, 0)
@@ -238,7 +258,7 @@ class SegmentWidget(RunWidget):
         self.preview_toggle.changed.connect(self.preview.set_enabled)
         self.image.changed.connect(self.preview.schedule)
         self.extend([self.image, self.settings, self.labels_output, extra, self.min_area, self.min_distance,
-                     self.measures, self.buttons, self.progress.widget, self.preview_toggle, self.status, self.summary])
+                     self.time_lapse, self.measures, self.buttons, self.progress.widget, self.preview_toggle, self.status, self.summary])
         self.save_labels_button = PushButton(text="Save labels...", enabled=False, tooltip=tooltip("save_labels"))
         self.save_table_button = PushButton(text="Save table...", enabled=False, tooltip=tooltip("save_table"))
         self.save_labels_button.changed.connect(self._ask_save_labels)
@@ -265,9 +285,10 @@ class SegmentWidget(RunWidget):
         self.outputs_persist = PersistedFields(
             SettingsStore("segment_outputs"),
             {"labels_output": self.labels_output, "add_noise": self.add_noise, "add_edges": self.add_edges,
-             "add_agreement": self.add_agreement, "min_area": self.min_area, "min_distance": self.min_distance},
+             "add_agreement": self.add_agreement, "min_area": self.min_area, "min_distance": self.min_distance,
+             "time_lapse": self.time_lapse},
             {"labels_output": d.labels, "add_noise": d.noise, "add_edges": d.edges, "add_agreement": d.agreement,
-             "min_area": d.min_area, "min_distance": d.min_distance},
+             "min_area": d.min_area, "min_distance": d.min_distance, "time_lapse": d.time_lapse},
         )
         self._update_state()
 
@@ -281,7 +302,7 @@ class SegmentWidget(RunWidget):
     def output_options(self) -> OutputOptions:
         return OutputOptions(self.labels_output.value, self.add_noise.value, self.add_edges.value,
                              self.add_agreement.value, self.min_area.value, self.min_distance.value,
-                             self.calibration())
+                             self.calibration(), self.time_lapse.value)
 
     def restore_defaults(self, *_):
         super().restore_defaults()
@@ -388,7 +409,8 @@ class SegmentWidget(RunWidget):
             raise InputImageError("no result to save: run the segmentation first")
         summary = self.last_outcome.summary
         rows = [dict(p, plane=i + 1) for i, p in enumerate(summary.get("per_plane") or [])]
-        rows.append(dict({k: v for k, v in summary.items() if k not in ("per_plane", "cells")}, plane="total"))
+        skip = ("per_plane", "cells", "tracks", "viability_over_time")
+        rows.append(dict({k: v for k, v in summary.items() if k not in skip}, plane="total"))
         fields = ["image", "plane"] + [k for k in rows[-1] if k not in ("image", "plane")]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")

@@ -99,6 +99,8 @@ TOOLTIPS: dict[str, str] = {
     "refractive_increment": "refractive increment alpha in mL/g (= um^3/pg); 0.18 is the usual value for cells",
     "phase_scale": "radians per grey level for images stored as grey levels (8-bit SLIM); 0: the image is in "
                    "radians (float images)",
+    "time_lapse": "for a stack whose planes are time points: link the cells across frames into tracks (a Tracks "
+                  "layer), with the frame each cell turned dead",
     "save_cells": "write one row per cell (class, area, centroid, phase, dry mass) as CSV",
     "cell_table": "open napari's features table on the cell layer: sort the cells, select a row to select the "
                   "cell in the viewer",
