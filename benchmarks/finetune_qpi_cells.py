@@ -40,7 +40,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the frame permutation (which frames train)")
     ap.add_argument("--out", default=None, help="folder for the models (default: a temporary one)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--table-from", default=None, metavar="JSON", help="only print the table of a saved run")
     args = ap.parse_args(argv)
+    if args.table_from:
+        print_table(json.loads(Path(args.table_from).read_text()))
+        return 0
 
     import torch
 
@@ -68,7 +72,8 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     start = load_model(args.start)
     before = score_bundle(start, test_set, NAMES, "cpu")
-    rows = [{"row": f"{args.start} as shipped (no fine-tune)", "frames": 0, "steps": 0, "seconds": 0.0, **before}]
+    rows = [{"row": f"{args.start} as shipped (no fine-tune)", "train_frames": 0, "steps": 0, "seconds": 0.0,
+             **before}]
     print(f"# {args.start} on {len(test)} test frames: {before}", file=sys.stderr, flush=True)
     for n in [int(s) for s in args.sizes.split(",")]:
         train = pairs(pool[:n])
@@ -85,7 +90,7 @@ def main(argv=None) -> int:
 
                 scores = score_baseline(load_baseline(out), test_set, NAMES, WHOLE_CELLS, "cpu")
             row = {"row": ("PG-DiffSeg LDM-S fine-tuned" if kind == "ldm_s" else "U-Net (ResNet-18) trained") +
-                   f" on {n} frame(s)", "frames": n, "steps": r.steps, "seconds": r.seconds, **scores,
+                   f" on {n} frame(s)", "train_frames": n, "steps": r.steps, "seconds": r.seconds, **scores,
                    "holdout_before": r.before, "holdout_after": r.after, "holdout_warning": r.warning}
             rows.append(row)
             print(f"# {row['row']}: {scores}; internal hold-out {r.before} -> {r.after}", file=sys.stderr, flush=True)
@@ -94,19 +99,24 @@ def main(argv=None) -> int:
     print(f"training pool (seed {args.seed}): {', '.join(Path(f.image_path).name for f in pool)}")
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} torch thread(s); "
           f"{args.minutes:g} min per training; whole run {wall / 60:.1f} min\n")
-    print("| model | training frames | steps in the budget | test foreground IoU | test object F1 | "
+    print_table(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+    return 0
+
+
+def print_table(rows) -> None:
+    """The Markdown table of `rows` (also: `--table-from rows.json` reprints a saved run)."""
+    print("| model | steps in the budget | test foreground IoU | test object F1 | "
           "its own hold-out check (before -> after, fg IoU) |")
-    print("|---|---:|---:|---|---|---|")
+    print("|---|---:|---|---|---|")
     for r in rows:
         check = ""
         if r.get("holdout_after"):
             check = f"{r['holdout_before'].get('fg_iou', float('nan')):.3f} -> {r['holdout_after']['fg_iou']:.3f}"
             if r["holdout_warning"]:
                 check += " (warned: not better)"
-        print(f"| {r['row']} | {r['frames']} | {r['steps']} | {r['fg_iou']:.3f} | {r['object_f1']:.3f} | {check} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
-    return 0
+        print(f"| {r['row']} | {r['steps']} | {r['fg_iou']:.3f} | {r['object_f1']:.3f} | {check} |")
 
 
 if __name__ == "__main__":
