@@ -225,3 +225,17 @@ def test_outlier_limit_leaves_ordinary_frames_untouched(frame_300x200):
     changed = frame != before
     changed[5, 7] = changed[0, 0] = False
     assert not changed.any() and OUTLIER_LIMIT == 5.0
+
+
+def test_nan_pixels_are_labelled_background_and_counted(tiny_bundle, fast_config, synthetic_frame):
+    import numpy as np
+
+    from napari_pgdiffseg import segment
+
+    frame = synthetic_frame[0].astype(np.float32).copy()
+    frame[:40, :40] = np.nan  # outside an aperture
+    r = segment(frame, tiny_bundle, fast_config)
+    assert r.nan_pixels == 1600 and (r.labels[:40, :40] == 0).all() and (r.agreement[:40, :40] == 1).all()
+    clean = synthetic_frame[0].astype(np.float32).copy()
+    clean[:40, :40] = np.median(frame[np.isfinite(frame)])
+    np.testing.assert_array_equal(r.labels[40:, 40:], segment(clean, tiny_bundle, fast_config).labels[40:, 40:])

@@ -216,15 +216,25 @@ def test_event_loop_keeps_turning_during_a_run(viewer_widget, qtbot, synthetic_f
     assert "cells pgdiffseg" in viewer.layers
 
 
-def test_nan_image_gives_a_notification_and_no_layer(viewer_widget, qtbot, synthetic_frame, errors):
+def test_nan_pixels_are_background_and_an_all_nan_image_is_refused(viewer_widget, qtbot, synthetic_frame, errors):
     viewer, w = viewer_widget
-    bad = synthetic_frame[0].copy()
-    bad[10:20, 10:20] = np.nan
+    aperture = synthetic_frame[0].copy()
+    aperture[10:20, 10:20] = np.nan  # no phase there (outside a hologram's aperture)
+    viewer.add_image(aperture, name="aperture")
+    w.run_button.native.click()
+    wait_idle(qtbot, w)
+    assert errors == []
+    labels = viewer.layers["aperture pgdiffseg"].data
+    assert (labels[10:20, 10:20] == 0).all()
+    assert "100 pixel(s) without a phase (NaN) were labelled background" in w.summary.value
+
+    bad = np.full((64, 64), np.nan, np.float32)
     viewer.add_image(bad, name="bad")
+    w.image.value = viewer.layers["bad"]
     w.run_button.native.click()
     wait_idle(qtbot, w)
     assert len(errors) == 1 and "NaN" in errors[0]
-    assert [ly.name for ly in viewer.layers] == ["bad"]
+    assert "bad pgdiffseg" not in viewer.layers
     assert w.run_button.enabled and w.bars is None
 
 

@@ -130,6 +130,8 @@ def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: s
                                                if t is not None and np.isfinite(t)))
     if summary.get("unlike_training"):
         lines.append(f"warning: {summary['unlike_training']}")
+    if summary.get("nan_pixels"):
+        lines.append(f"note: {summary['nan_pixels']} pixel(s) without a phase (NaN) were labelled background")
     if summary.get("outlier_pixels"):
         lines.append(f"note: {summary['outlier_pixels']} hot/dead pixel(s) far outside the image's range were "
                      "replaced by their neighbours' median")
@@ -173,6 +175,7 @@ class SegmentRunner(Runner):
         r0 = results[0]
         summary.update(nfe=r0.nfe, seconds=seconds, device=r0.device, planes=len(results),
                        outlier_pixels=sum(r.outlier_pixels for r in results),
+                       nan_pixels=sum(r.nan_pixels for r in results),
                        unlikeness=max((r.ood_score for r in results), default=float("nan")),
                        unlike_training=next((r.ood_warning for r in results if r.ood_warning), ""),
                        noise_ssim=float(np.mean([r.noise_ssim for r in results])),

@@ -50,7 +50,9 @@ def cmd_segment(args) -> int:
         bar.update(1)
         if row["status"] != "ok":
             tqdm.write(f"{row['file']}: {row['status']}")
-        elif row.get("unlike_training") == "yes":
+        elif row.get("nan_pixels"):
+            tqdm.write(f"{row['file']}: {row['nan_pixels']} pixel(s) without a phase (NaN) were labelled background")
+        if row["status"] == "ok" and row.get("unlike_training") == "yes":
             tqdm.write(f"{row['file']}: warning: unlike the model's training images (unlikeness "
                        f"{row['unlikeness']:.1f}); check that the model fits this kind of image")
 

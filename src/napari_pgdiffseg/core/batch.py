@@ -28,7 +28,7 @@ from .cells import foreground_classes
 
 CSV_NAME = "pgdiffseg_results.csv"
 _HEAD = ("file", "status", "output", "cells_output", "cells_table", "tracks_table", "tracks", "planes")
-_TAIL = ("viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "outlier_pixels", "unlikeness",
+_TAIL = ("viability_percent", "nfe", "seconds", "noise_ssim", "noise_kld", "outlier_pixels", "nan_pixels", "unlikeness",
          "unlike_training", "device")
 
 

@@ -122,6 +122,7 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
         "noise_ssim": float(np.mean([r.noise_ssim for r in results])),
         "noise_kld": float(np.mean([r.noise_kld for r in results])),
         "outlier_pixels": sum(r.outlier_pixels for r in results),
+        "nan_pixels": sum(r.nan_pixels for r in results),
         # How unlike the model's training images the file is (core.ood; the highest plane).
         "unlikeness": max((r.ood_score for r in results), default=float("nan")),
         "unlike_training": "yes" if any(r.ood_warning for r in results) else ("" if bundle.card.ood else "n/a"),

@@ -93,6 +93,8 @@ class SegmentationResult:
     # has no reference) and the warning, "" when it is like them.
     ood_score: float = float("nan")
     ood_warning: str = ""
+    # Pixels without a phase (NaN, e.g. outside a hologram's aperture): labelled background.
+    nan_pixels: int = 0
 
     @property
     def segment_seconds_per_tile(self) -> float:
@@ -156,8 +158,30 @@ def segment(
     band-by-band output).
     """
     config = config or SegmentConfig()
+    image, missing = _fill_missing(image)
     with torch_threads(config.threads):
-        return _segment_views(image, bundle, config, progress, cancel, labels_out, agreement_out)
+        result = _segment_views(image, bundle, config, progress, cancel, labels_out, agreement_out)
+    if missing is not None:  # pixels without a phase (outside the aperture) are background
+        result.labels[missing] = 0
+        result.agreement[missing] = 1.0
+        result.nan_pixels = int(missing.sum())
+    return result
+
+
+def _fill_missing(image):
+    """(image, mask of NaN pixels or None): a float frame with NaN where it has no phase (outside
+    a hologram's aperture) gets those pixels set to the median of the others, so that
+    normalisation and the networks see a plain background there; `segment` then labels
+    them background. A frame without a finite pixel is left for `check_frame` to refuse;
+    +-inf stays an error (it is a broken value, not a missing one)."""
+    if not isinstance(image, np.ndarray) or image.dtype.kind != "f" or image.ndim != 2:
+        return image, None
+    missing = np.isnan(image)
+    if not missing.any() or missing.all():
+        return image, None
+    filled = image.copy()
+    filled[missing] = np.median(image[~missing])
+    return filled, missing
 
 
 def _segment_views(image, bundle: Bundle, config: SegmentConfig, progress, cancel, labels_out,
