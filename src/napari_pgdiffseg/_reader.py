@@ -1,4 +1,5 @@
-"""napari reader for the plugin's own outputs: `<stem>_labels.tif` and `<stem>_cells.tif`.
+"""napari reader for the plugin's own outputs (`<stem>_labels.tif`, `<stem>_cells.tif`) and
+for QPI data files through qpformat (qpimage HDF5, numpy phase: `read_qpi_file`).
 
 Both open as Labels layers, not as a black Image (values 0-2): class labels with the model's
 class colours and class names as features, cell ids in shades of their class colour when
@@ -35,11 +36,31 @@ def output_info(path: str | Path) -> dict | None:
     return info
 
 
+#: Layer metadata key of the calibration a QPI file stores (the Segment widget's cell measures use it).
+CALIBRATION_KEY = "pgdiffseg_calibration"
+
+
 def get_reader(path):
-    """npe2 reader: a function for one of our output TIFFs, else None."""
+    """npe2 reader: a function for one of our output TIFFs or a QPI data file, else None."""
+    from .core.files import QPI_SUFFIXES
+
     if isinstance(path, (list, tuple)):
         return get_reader(path[0]) if len(path) == 1 else None
+    if Path(path).suffix.lower() in QPI_SUFFIXES and Path(path).is_file():
+        return read_qpi_file
     return read_output if output_info(path) is not None else None
+
+
+def read_qpi_file(path) -> list[tuple]:
+    """A qpformat file (qpimage HDF5, numpy phase) as an Image layer of phase in radians,
+    scaled to um when the file stores its pixel size, its calibration in the metadata."""
+    from .core.files import read_qpi
+
+    phase, info = read_qpi(path)
+    kwargs = {"name": Path(path).stem, "colormap": "gray", "metadata": {CALIBRATION_KEY: info}}
+    if info.get("pixel_size_um"):
+        kwargs["scale"] = (1.0,) * (phase.ndim - 2) + (info["pixel_size_um"],) * 2
+    return [(phase, kwargs, "image")]
 
 
 def read_output(path) -> list[tuple]:

@@ -24,7 +24,7 @@ from ._base import RunWidget
 from ._jobs import ProgressBars, Runner, Throttle
 from ._settings import PersistedFields, SettingsStore, SettingsWidget, tooltip
 
-DEFAULT_PATTERN = "*.tif; *.tiff; *.png"
+DEFAULT_PATTERN = "*.tif; *.tiff; *.png; *.h5"
 MAX_OPEN = 20  # "Open results" adds at most this many image + labels pairs
 
 

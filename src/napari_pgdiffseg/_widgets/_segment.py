@@ -323,8 +323,15 @@ class SegmentWidget(RunWidget):
         if layer.rgb:  # equal channels (checked above): a grey image saved as RGB
             data = np.asarray(data)[..., 0]
             show_info(f"PG-DiffSeg: {layer.name!r} is RGB with equal channels; segmenting it as a grey image")
+        opts = self.output_options()
+        stored = layer.metadata.get("pgdiffseg_calibration") or {}  # a QPI file's own (napari reader)
+        if stored:
+            from ..core.measure import Calibration as _Cal
+
+            opts = replace(opts, calibration=opts.calibration.merged(
+                _Cal(stored.get("wavelength_nm"), stored.get("pixel_size_um"))))
         return SegmentRequest(data, layer.name, tuple(layer.scale), tuple(layer.translate),
-                              self.settings.bundle_dir(), self.settings.config(), self.output_options())
+                              self.settings.bundle_dir(), self.settings.config(), opts)
 
     def run(self, *_) -> None:
         req = self._take_request()

@@ -16,7 +16,8 @@ def _expand_inputs(inputs: list[str], pattern: str) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += sorted(q for q in p.glob(pattern) if q.is_file())
+            pats = [x.strip() for x in pattern.split(";") if x.strip()]
+            files += sorted({q for pat in pats for q in p.glob(pat) if q.is_file()})
         elif p.is_file():
             files.append(p)
         else:
@@ -167,7 +168,9 @@ def add_parsers(sub, defaults) -> None:
     seg.add_argument("inputs", nargs="+", help="image files (TIFF, PNG) or folders")
     seg.add_argument("--out", required=True, help="output folder")
     add_model_arg(seg)
-    seg.add_argument("--glob", default="*.[tp][in][fg]*", help="file pattern inside folders (TIFF and PNG)")
+    seg.add_argument("--glob", default="*.[tp][in][fg]*;*.h5;*.hdf5;*.npy",
+                     help="file patterns inside folders, ';'-separated (default: TIFF, PNG and qpformat's "
+                          "qpimage HDF5 / numpy phase files)")
     seg.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
     seg.add_argument("--min-area", type=int, default=None,
                      help="smallest cell kept in <name>_cells.tif and counted, in pixels (default: the model's)")

@@ -78,8 +78,42 @@ def atomic_replace_dir(path: str | os.PathLike, fill: Callable[[Path], None]) ->
 
 # --------------------------------------------------------------------------- reading
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: QPI data files read through qpformat (qpimage HDF5 and its series, numpy phase arrays):
+#: phase in radians, with the wavelength and pixel size they store.
+QPI_SUFFIXES = (".h5", ".hdf5", ".npy")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg") + QPI_SUFFIXES
 _TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def _qpformat_data(p: Path):
+    try:
+        import qpformat
+    except ImportError:
+        raise InputImageError(f"{p}: reading QPI data files ({', '.join(QPI_SUFFIXES)}) needs qpformat: "
+                              "pip install 'napari-pgdiffseg[qpi]' (or pip install qpformat)") from None
+    import warnings
+
+    with warnings.catch_warnings():  # qpformat's GPU back-ends announce themselves as missing
+        warnings.simplefilter("ignore", UserWarning)
+        return qpformat.load_data(str(p))
+
+
+def read_qpi(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """A QPI data file through qpformat: (phase in radians, float32 (h, w) or (n, h, w) for a
+    series; {"wavelength_nm", "pixel_size_um"} where the file stores them)."""
+    p = Path(path)
+    ds = _qpformat_data(p)
+    planes = [np.asarray(ds.get_qpimage(i).pha, np.float32) for i in range(len(ds))]
+    meta = dict(getattr(ds, "meta_data", {}) or {})
+    if not meta and planes:
+        q = ds.get_qpimage(0)
+        meta = {k: q[k] for k in ("wavelength", "pixel size") if k in q.meta}
+    info = {}
+    if meta.get("wavelength"):
+        info["wavelength_nm"] = float(meta["wavelength"]) * 1e9  # qpformat stores metres
+    if meta.get("pixel size"):
+        info["pixel_size_um"] = float(meta["pixel size"]) * 1e6
+    return (planes[0] if len(planes) == 1 else np.stack(planes)), info
 
 
 
@@ -99,7 +133,8 @@ def _first_line(exc: BaseException) -> str:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read one image file as a numpy array of its stored dtype.
 
-    TIFF is read with tifffile, PNG/JPEG with imageio.v3 (a palette PNG gives its palette
+    TIFF is read with tifffile, QPI data files (`QPI_SUFFIXES`: qpimage HDF5, numpy) with
+    qpformat as phase in radians (`read_qpi`), PNG/JPEG with imageio.v3 (a palette PNG gives its palette
     indices, as label masks are often saved). Singleton dimensions are squeezed down to 2D,
     so a (1, h, w) TIFF gives (h, w) and a 1x1 image stays (1, 1). An RGB/RGBA image (last axis 3 or 4) whose R, G and B
     channels are equal (a grey image saved as RGB, like the study's original PNGs) gives
@@ -117,7 +152,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not p.is_file():
         raise InputImageError(f"{p}: no such file")
     try:
-        if suffix in _TIFF_SUFFIXES:
+        if suffix in QPI_SUFFIXES:
+            arr = read_qpi(p)[0]
+        elif suffix in _TIFF_SUFFIXES:
             import tifffile
 
             arr = tifffile.imread(p)

@@ -188,11 +188,23 @@ _MICRONS = ("µm", "um", "micron", "microns", "\\u00B5m")
 
 
 def read_calibration(path) -> Calibration | None:
-    """Pixel size (and wavelength, where stored) from a file's metadata: OME-TIFF
-    PhysicalSizeX (um) and ImageJ TIFF resolution + unit (um); None when the file says nothing."""
+    """Pixel size (and wavelength, where stored) from a file's metadata: qpformat's (qpimage
+    HDF5: both), OME-TIFF PhysicalSizeX (um) and ImageJ TIFF resolution + unit (um); None
+    when the file says nothing."""
     from pathlib import Path
 
     path = Path(path)
+    from .files import QPI_SUFFIXES
+
+    if path.suffix.lower() in QPI_SUFFIXES:  # qpformat stores both
+        from .errors import InputImageError
+        from .files import read_qpi
+
+        try:
+            info = read_qpi(path)[1]
+        except InputImageError:
+            return None
+        return Calibration(info.get("wavelength_nm"), info.get("pixel_size_um")) if info else None
     if path.suffix.lower() not in (".tif", ".tiff"):
         return None
     import tifffile
