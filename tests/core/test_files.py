@@ -132,7 +132,7 @@ def test_corrupt_missing_and_unsupported_files_are_named(tmp_path):
     with pytest.raises(InputImageError, match="no such file"):
         read_image(tmp_path / "missing.tif")
     with pytest.raises(InputImageError, match="unsupported file type"):
-        read_image(tmp_path / "x.npy")
+        read_image(tmp_path / "x.bmp")
 
 
 def test_lzw_compressed_tiff_reads(tmp_path):
