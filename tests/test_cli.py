@@ -331,3 +331,22 @@ def test_time_lapse_stacks_get_tracks_and_a_viability_plot(bundle_dir, tmp_path)
     out2 = tmp_path / "out2"
     main(["segment", str(d / "plain.tif"), "--out", str(out2), "--bundle", str(bundle_dir), *FAST, "--time-lapse"])
     assert (out2 / "plain_tracks.csv").is_file()
+
+
+def test_hyperstack_channels_are_chosen_never_taken_for_planes(bundle_dir, tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    d = tmp_path / "hs"
+    d.mkdir()
+    data = rng.normal(size=(3, 2, 48, 48)).astype(np.float32)  # T, C, Y, X
+    tifffile.imwrite(d / "movie.ome.tif", data, metadata={"axes": "TCYX", "Channel": {"Name": ["phase", "fluo"]}})
+    out = tmp_path / "out"
+    assert main(["segment", str(d), "--out", str(out), "--bundle", str(bundle_dir), *FAST]) == 1
+    row = _rows(out)["movie.ome.tif"]
+    assert "2 channels on its C axis (0 (phase), 1 (fluo))" in row["status"] and "--channel" in row["status"]
+    assert main(["segment", str(d), "--out", str(out), "--bundle", str(bundle_dir), *FAST, "--channel", "phase"]) == 0
+    row = _rows(out)["movie.ome.tif"]
+    assert row["status"] == "ok" and row["planes"] == "3" and row["tracks_table"]  # T: a time-lapse of 3 frames
+    assert tifffile.imread(out / "movie.ome_labels.tif").shape == (3, 48, 48)
+    assert main(["segment", str(d), "--out", str(tmp_path / "o2"), "--bundle", str(bundle_dir), *FAST,
+                 "--channel", "dapi"]) == 1
+    assert "no channel named 'dapi'" in _rows(tmp_path / "o2")["movie.ome.tif"]["status"]

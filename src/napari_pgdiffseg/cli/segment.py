@@ -60,7 +60,7 @@ def cmd_segment(args) -> int:
     rows = segment_files(files, bundle, config, args.out, overwrite=args.overwrite, on_file=on_file,
                          progress=progress, min_area=args.min_area, scheduler=args.scheduler,
                          workers=args.workers, calibration=calibration_from_args(args),
-                         time_lapse=True if args.time_lapse else None)
+                         time_lapse=True if args.time_lapse else None, channel=args.channel)
     tile_bar.close()
     bar.close()
     n_err = sum(r["status"].startswith("error") for r in rows)
@@ -172,6 +172,9 @@ def add_parsers(sub, defaults) -> None:
                      help="file patterns inside folders, ';'-separated (default: TIFF, PNG and qpformat's "
                           "qpimage HDF5 / numpy phase files)")
     seg.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
+    seg.add_argument("--channel", default=None, metavar="INDEX|NAME",
+                     help="the phase channel of OME / ImageJ hyperstacks with a channel axis (an index, or an OME "
+                          "channel name); T and Z planes are segmented one by one")
     seg.add_argument("--min-area", type=int, default=None,
                      help="smallest cell kept in <name>_cells.tif and counted, in pixels (default: the model's)")
     seg.add_argument("--quiet", action="store_true", help="no progress bars")

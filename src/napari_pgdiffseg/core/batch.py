@@ -54,6 +54,7 @@ def segment_files(
     workers: int | None = None,
     calibration=None,
     time_lapse: bool | None = None,
+    channel=None,
 ) -> list[dict]:
     """Segment every file; returns the rows (in input order) also written to `out_dir`/pgdiffseg_results.csv.
 
@@ -66,6 +67,7 @@ def segment_files(
     calibration: a `measure.Calibration` for the per-cell tables (`<stem>_cells.csv`: dry mass
     needs a wavelength, a pixel size and phase in radians or a phase scale). time_lapse: stacks
     are time-lapses (None: as each file's OME/ImageJ axes say): `<stem>_tracks.csv` too.
+    channel: the channel (index or name) of hyperstacks with a C axis.
     on_file(i, n, row) is called after each file (with a scheduler: in finishing order,
     i counting finished files). Cancelling stops before the next network evaluation (here)
     or cancels the pending tasks (Dask); the rows so far are written and
@@ -109,7 +111,8 @@ def segment_files(
             for i in todo:
                 try:
                     row = segment_file(paths[i], loaded, config, out_dir, progress=progress, cancel=cancel,
-                                       min_area=min_area, calibration=calibration, time_lapse=time_lapse)
+                                       min_area=min_area, calibration=calibration, time_lapse=time_lapse,
+                                       channel=channel)
                 except SegmentationCancelled:
                     raise
                 except (PGDiffSegError, OSError, ValueError) as e:
@@ -121,7 +124,7 @@ def segment_files(
             run_distributed([paths[i] for i in todo], bundle_dir, config, out_dir, scheduler=scheduler,
                             workers=workers, on_row=lambda j, row: record(todo[j], row),
                             cancelled=cancel_check(cancel), min_area=min_area, calibration=calibration,
-                            time_lapse=time_lapse)
+                            time_lapse=time_lapse, channel=channel)
     finally:
         if scheduler is not None:
             _remove_temp_files(out_dir, [paths[i] for i in todo])

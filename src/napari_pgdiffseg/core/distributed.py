@@ -76,7 +76,8 @@ def _plugin_class():
 
 
 def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_area: int | None,
-                 torch_threads: int | None = None, calibration=None, time_lapse: bool | None = None) -> dict:
+                 torch_threads: int | None = None, calibration=None, time_lapse: bool | None = None,
+                 channel=None) -> dict:
     """One task: segment `path` on this worker, write its labels atomically, return its row.
 
     Bad input is returned as an error row; other exceptions propagate so that dask retries.
@@ -90,7 +91,7 @@ def segment_task(path: str, bundle_dir: str | None, config, out_dir: str, min_ar
     bundle = worker_bundle(bundle_dir)
     try:
         row = segment_file(path, bundle, config, out_dir, min_area=min_area, calibration=calibration,
-                           time_lapse=time_lapse)
+                           time_lapse=time_lapse, channel=channel)
     except PGDiffSegError as e:
         row = error_row(path, e)
     row["worker_pid"] = os.getpid()
@@ -190,6 +191,7 @@ def run_distributed(
     min_area: int | None,
     calibration=None,
     time_lapse: bool | None = None,
+    channel=None,
 ) -> None:
     """Segment `paths` on the cluster; `on_row(index, row)` as each file finishes (any order).
 
@@ -202,7 +204,7 @@ def run_distributed(
         client.register_plugin(_plugin_class()(bundle_dir))
         futures = {
             client.submit(segment_task, str(p), bundle_dir, config, str(out_dir), min_area, threads, calibration,
-                          time_lapse,
+                          time_lapse, channel,
                           key=f"pgdiffseg-{i}-{p.name}-{time.time_ns()}", retries=1, pure=False): i
             for i, p in enumerate(paths)
         }

@@ -63,7 +63,8 @@ def stack_axes(path: str | os.PathLike) -> str:
 def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig, out_dir: str | os.PathLike,
                  *, progress: Callable[[int, int, Progress], None] | None = None,
                  cancel: CancelCheck | None = None, min_area: int | None = None,
-                 calibration: Calibration | None = None, time_lapse: bool | None = None) -> dict:
+                 calibration: Calibration | None = None, time_lapse: bool | None = None,
+                 channel=None) -> dict:
     """Segment one file (a frame or a stack of planes), write its labels, cells and per-cell
     table, return its CSV row.
 
@@ -72,9 +73,10 @@ def segment_file(path: str | os.PathLike, bundle: Bundle, config: SegmentConfig,
     increment, phase scale for the per-cell table (values it lacks are read from the
     file's OME/ImageJ metadata where present). time_lapse: the planes of a stack are time
     points (None: when the file's OME/ImageJ axes say T): cells are linked across them
-    (`core.tracking`) into `<stem>_tracks.csv` and `<stem>_viability.png`.
+    (`core.tracking`) into `<stem>_tracks.csv` and `<stem>_viability.png`. channel: the
+    channel (index or name) of an OME / ImageJ hyperstack with a C axis.
     """
-    image = read_image(path)
+    image = read_image(path, channel=channel)
     planes, was_stack = as_planes(image, name=Path(path).name)
     # Hand segment_stack the frame itself when it is 2D: re-reading a (1, h, 3) plane stack
     # would take it for an RGB image.

@@ -130,7 +130,48 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def tiff_axes(path: str | os.PathLike) -> tuple[str, list[str]]:
+    """(axes of the first series, channel names) from a TIFF's OME / ImageJ metadata; ('', [])
+    for a plain TIFF (its leading axes are then planes, as before)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not (tif.is_ome or tif.is_imagej):
+            return "", []
+        axes = str(tif.series[0].axes).upper()
+        names: list[str] = []
+        if tif.is_ome and tif.ome_metadata:
+            image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image", {})
+            ch = (image[0] if isinstance(image, list) else image).get("Pixels", {}).get("Channel", [])
+            ch = ch if isinstance(ch, list) else [ch]
+            names = [str(c.get("Name", "")) for c in ch if isinstance(c, dict)]
+        return axes, names
+
+
+def select_channel(arr: np.ndarray, axes: str, names: list[str], channel, p: Path) -> tuple[np.ndarray, str]:
+    """The array without its channel axis (C), keeping `channel` (an index or a name); the axes left."""
+    if "C" not in axes or arr.ndim != len(axes):
+        return arr, axes
+    c = axes.index("C")
+    n = arr.shape[c]
+    shown = ", ".join(f"{i}" + (f" ({names[i]})" if i < len(names) and names[i] else "") for i in range(n))
+    if channel is None or channel == "":
+        if n > 1:
+            raise InputImageError(f"{p}: {n} channels on its C axis ({shown}); choose the phase channel with "
+                                  "--channel INDEX|NAME (channels are never segmented as planes)")
+        index = 0
+    elif str(channel).lstrip("-").isdigit():
+        index = int(channel)
+        if not 0 <= index < n:
+            raise InputImageError(f"{p}: channel {index} does not exist; it has {n} channel(s): {shown}")
+    elif str(channel) in names:
+        index = names.index(str(channel))
+    else:
+        raise InputImageError(f"{p}: no channel named {channel!r}; its channels are {shown}")
+    return np.take(arr, index, axis=c), axes.replace("C", "")
+
+
+def read_image(path: str | os.PathLike, channel=None) -> np.ndarray:
     """Read one image file as a numpy array of its stored dtype.
 
     TIFF is read with tifffile, QPI data files (`QPI_SUFFIXES`: qpimage HDF5, numpy) with
@@ -139,6 +180,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     so a (1, h, w) TIFF gives (h, w) and a 1x1 image stays (1, 1). An RGB/RGBA image (last axis 3 or 4) whose R, G and B
     channels are equal (a grey image saved as RGB, like the study's original PNGs) gives
     channel 0, (..., h, w); alpha is ignored. Stacks (n, h, w) are returned as they are.
+
+    An OME / ImageJ TIFF with a channel axis (C) gives `channel` (an index or an OME channel
+    name); with several channels and none chosen it is an error naming them (`select_channel`).
 
     Raises `InputImageError` naming the file when it does not exist, has an unsupported
     suffix, cannot be decoded (truncated or corrupt), or is RGB with different channels.
@@ -158,6 +202,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             import tifffile
 
             arr = tifffile.imread(p)
+            axes, names = tiff_axes(p)
+            if "C" in axes:  # an OME / ImageJ hyperstack: its channel is chosen, never taken for Z or T
+                arr, _ = select_channel(np.asarray(arr), axes, names, channel, p)
         else:
             try:
                 import imageio.v3 as iio
