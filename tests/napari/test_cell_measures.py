@@ -41,8 +41,12 @@ def test_cell_layers_carry_the_per_cell_table(measured):
             assert row["dry_mass_pg"] == pytest.approx(
                 0.633 / (2 * np.pi * 0.18) * row["integrated_phase_rad"] * 0.0625)
     assert len(per_cell) == sum(len(viewer.layers[f"cells pgdiffseg {n}"].features) for n in ("live", "dead"))
-    if per_cell:
-        assert "dry mass:" in w.summary.value
+    assert per_cell, "the tiny model finds cells in the synthetic frame"
+    assert "dry mass:" in w.summary.value
+    assert not w.cell_plot.isHidden()  # histograms of area and dry mass per class
+    axes = w.cell_plot.figure.axes
+    assert [a.get_xlabel() for a in axes] == ["area (um^2)", "dry mass (pg)"]
+    assert sum(len(a.patches) for a in axes) > 0
 
 
 def test_save_cells_and_the_features_table(measured, tmp_path, qtbot):

@@ -139,6 +139,36 @@ def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: s
     return "\n".join(lines)
 
 
+def plot_cell_histograms(figure, cells: list[dict], class_names, colors, theme: dict) -> None:
+    """Histograms of area and dry mass per class (dry mass only where it was computed), in the
+    class colours and the viewer's theme."""
+    figure.clear()
+    figure.set_facecolor(theme["background"])
+    has_mass = any(c["dry_mass_pg"] is not None for c in cells)
+    keys = [("area_um2" if any(c["area_um2"] is not None for c in cells) else "area_px", "area")]
+    if has_mass:
+        keys.append(("dry_mass_pg", "dry mass (pg)"))
+    for k, (key, title) in enumerate(keys):
+        ax = figure.add_subplot(1, len(keys), k + 1)
+        ax.set_facecolor(theme["background"])
+        for cid, name in foreground_classes(class_names):
+            v = [c[key] for c in cells if c["class"] == name and c[key] is not None]
+            if v:
+                ax.hist(v, bins=20, histtype="stepfilled", alpha=0.55, label=f"{name} ({len(v)})",
+                        color=np.asarray(colors[cid][:3]) / 255)
+        label = {"area_um2": "area (um^2)", "area_px": "area (px)"}.get(key, title)
+        ax.set_xlabel(label, color=theme["text"])
+        ax.set_ylabel("cells", color=theme["text"])
+        ax.tick_params(colors=theme["text"], labelsize="small")
+        for spine in ax.spines.values():
+            spine.set_color(theme["grid"])
+        if k == 0 and cells:
+            leg = ax.legend(fontsize="x-small", facecolor=theme["background"], edgecolor=theme["grid"])
+            for t in leg.get_texts():
+                t.set_color(theme["text"])
+    figure.canvas.draw_idle()
+
+
 class SegmentRunner(Runner):
     """Segments a captured image plane by plane and returns the layers to add (no Qt)."""
 
@@ -281,6 +311,13 @@ class SegmentWidget(RunWidget):
         saves.margins = (0, 0, 0, 0)
         self.append(saves)
         self.append(more)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.cell_plot = FigureCanvasQTAgg(Figure(figsize=(4, 2.2), tight_layout=True))
+        self.cell_plot.setMinimumHeight(150)
+        self.cell_plot.setVisible(False)
+        self.native.layout().addWidget(self.cell_plot)
         self.last_outcome: SegmentOutcome | None = None
         self.output_layers: list = []  # the layers of the last run, as the user may have edited them
 
@@ -367,6 +404,18 @@ class SegmentWidget(RunWidget):
             show_info(f"PG-DiffSeg: {self.kept_note}")
         self.last_outcome = outcome
         self.last_outcome_bundle = self._running_bundle
+        cells = outcome.summary.get("cells") or []
+        self.cell_plot.setVisible(bool(cells))
+        if cells:
+            from ..core.bundle import peek_bundle
+            from ._inspector import theme_colors
+
+            try:
+                card = peek_bundle(self._running_bundle)[0]
+                plot_cell_histograms(self.cell_plot.figure, cells, card.class_names, card.colors,
+                                     theme_colors(self.viewer))
+            except PGDiffSegError:  # the model folder went away: no plot, the layers are there
+                self.cell_plot.setVisible(False)
 
     def finished_text(self) -> str:
         return self.kept_note
