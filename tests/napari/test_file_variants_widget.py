@@ -27,3 +27,27 @@ def test_every_variant_segments_from_the_batch_widget(make_napari_viewer, qtbot,
     rows = _rows(tmp_path / "out")
     assert set(rows) == set(expected) and all(r["status"] == "ok" for r in rows.values())
     assert errors == []
+
+
+def test_every_variant_opens_in_the_viewer_and_segments(make_napari_viewer, qtbot, tiny_bundle_dir, tmp_path,
+                                                         errors):
+    from napari_pgdiffseg import SegmentConfig
+
+    from widget_helpers import SEGMENT
+
+    expected = write_variants(tmp_path / "in")
+    viewer = make_napari_viewer()
+    w = open_widget(viewer, SEGMENT)
+    fast_settings(w, tiny_bundle_dir, SegmentConfig(inversion_steps=2, sampling_steps=2, device="cpu"))
+    for name, planes in expected.items():
+        plugin = "napari-pgdiffseg" if name.endswith(".h5") else "napari"  # .h5: the plugin's qpformat reader
+        [layer] = viewer.open(str(tmp_path / "in" / name), plugin=plugin)
+        w.image.value = layer
+        w.run_button.native.click()
+        wait_idle(qtbot, w)
+        assert errors == [], name
+        out = viewer.layers[f"{layer.name} pgdiffseg"]
+        assert out.data.shape == ((planes, 64, 64) if planes > 1 else (64, 64)), name
+    h5 = [ly for ly in viewer.layers if ly.name == "qpi"]
+    if h5:  # the file's calibration reached the cell measures: a dry mass without any field set
+        assert h5[0].metadata["pgdiffseg_calibration"]["pixel_size_um"] == __import__("pytest").approx(0.3)

@@ -139,17 +139,30 @@ def summary_text(summary: dict, class_names, nfe: int, seconds: float, device: s
     return "\n".join(lines)
 
 
-def plot_cell_histograms(figure, cells: list[dict], class_names, colors, theme: dict) -> None:
+def plot_cell_histograms(figure, cells: list[dict], class_names, colors, theme: dict,
+                         viability: list[dict] | None = None) -> None:
     """Histograms of area and dry mass per class (dry mass only where it was computed), in the
-    class colours and the viewer's theme."""
+    class colours and the viewer's theme; for a time-lapse also viability % per frame."""
     figure.clear()
     figure.set_facecolor(theme["background"])
     has_mass = any(c["dry_mass_pg"] is not None for c in cells)
     keys = [("area_um2" if any(c["area_um2"] is not None for c in cells) else "area_px", "area")]
     if has_mass:
         keys.append(("dry_mass_pg", "dry mass (pg)"))
+    n_plots = len(keys) + (1 if viability else 0)
+    if viability:
+        ax = figure.add_subplot(1, n_plots, n_plots)
+        ax.set_facecolor(theme["background"])
+        ax.plot([v["frame"] for v in viability], [v["viability_percent"] for v in viability], "o-",
+                color="#009e73", ms=3)
+        ax.set_ylim(-2, 102)
+        ax.set_xlabel("frame", color=theme["text"])
+        ax.set_ylabel("viability (%)", color=theme["text"])
+        ax.tick_params(colors=theme["text"], labelsize="small")
+        for spine in ax.spines.values():
+            spine.set_color(theme["grid"])
     for k, (key, title) in enumerate(keys):
-        ax = figure.add_subplot(1, len(keys), k + 1)
+        ax = figure.add_subplot(1, n_plots, k + 1)
         ax.set_facecolor(theme["background"])
         for cid, name in foreground_classes(class_names):
             v = [c[key] for c in cells if c["class"] == name and c[key] is not None]
@@ -413,7 +426,7 @@ class SegmentWidget(RunWidget):
             try:
                 card = peek_bundle(self._running_bundle)[0]
                 plot_cell_histograms(self.cell_plot.figure, cells, card.class_names, card.colors,
-                                     theme_colors(self.viewer))
+                                     theme_colors(self.viewer), outcome.summary.get("viability_over_time"))
             except PGDiffSegError:  # the model folder went away: no plot, the layers are there
                 self.cell_plot.setVisible(False)
 
