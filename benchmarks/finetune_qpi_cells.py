@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the frame permutation (which frames train)")
     ap.add_argument("--out", default=None, help="folder for the models (default: a temporary one)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0: torch's default, or OMP_NUM_THREADS); the widget's 'auto' uses all cores")
     ap.add_argument("--table-from", default=None, metavar="JSON", help="only print the table of a saved run")
     args = ap.parse_args(argv)
     if args.table_from:
@@ -48,6 +50,8 @@ def main(argv=None) -> int:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from napari_pgdiffseg.core.bundle import load_model
     from napari_pgdiffseg.core.files import read_image
     from napari_pgdiffseg.core.training import FineTuneConfig, check_pairs, fine_tune
