@@ -34,6 +34,5 @@ def test_every_variant_segments_from_the_cli(tiny_bundle_dir, tmp_path):
         assert lab.shape == ((planes, 64, 64) if planes > 1 else (64, 64))
     # the pixel size comes from the OME metadata and the qpimage file: dry masses there, a note elsewhere
     assert rows["ome.ome.tif"]["mass_note"] == "" and "pixel size" in rows["lzw.tif"]["mass_note"]
-    if "qpi.h5" in rows:
-        assert rows["qpi.h5"]["mass_note"] == ""
+    assert rows["qpi.h5"]["mass_note"] == ""  # qpimage comes with the testing extra
     assert "phase scale" in rows["grey16.png"]["mass_note"]  # grey levels, not radians

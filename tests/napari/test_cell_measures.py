@@ -56,8 +56,7 @@ def test_save_cells_and_the_features_table(measured, tmp_path, qtbot):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == len(w.last_outcome.summary["cells"])
     assert rows == [] or set(rows[0]) >= {"cell_id", "class", "area_px", "dry_mass_pg"}
-    if not w.cell_table_button.enabled:
-        pytest.skip("this tiny model found no cell")
+    assert w.cell_table_button.enabled  # the tiny model finds cells in this frame (first test)
     w.cell_table_button.native.click()
     table = [d for name, d in viewer.window.dock_widgets.items() if "Features table" in name]
     assert table, list(viewer.window.dock_widgets)

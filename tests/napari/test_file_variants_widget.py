@@ -48,6 +48,8 @@ def test_every_variant_opens_in_the_viewer_and_segments(make_napari_viewer, qtbo
         assert errors == [], name
         out = viewer.layers[f"{layer.name} pgdiffseg"]
         assert out.data.shape == ((planes, 64, 64) if planes > 1 else (64, 64)), name
-    h5 = [ly for ly in viewer.layers if ly.name == "qpi"]
-    if h5:  # the file's calibration reached the cell measures: a dry mass without any field set
-        assert h5[0].metadata["pgdiffseg_calibration"]["pixel_size_um"] == __import__("pytest").approx(0.3)
+    import pytest
+
+    h5 = viewer.layers["qpi"]  # the plugin's reader kept the file's calibration for the cell measures
+    assert h5.metadata["pgdiffseg_calibration"]["pixel_size_um"] == pytest.approx(0.3)
+    assert w.last_outcome.source == "qpi" and w.last_outcome.summary["mass_note"] == ""  # dry mass: no field set

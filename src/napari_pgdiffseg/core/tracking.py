@@ -4,8 +4,8 @@ Consecutive frames are linked by a one-to-one assignment that maximises the summ
 (IoU) of the cells: scipy's `linear_sum_assignment` on the IoU matrix, matches below
 `min_iou` refused. A cell with no match starts a new track; a track that finds no match
 ends (no gap closing: a cell missed in one frame becomes two tracks; laptrack adds gap
-closing and splitting for data that needs them). The IoU matrix comes from the contingency
-table of the two id images (one `np.bincount`), not from per-pair masks.
+closing and splitting for data that needs them). The IoU matrix comes from scikit-image's
+contingency table of the two id images, not from per-pair masks.
 """
 
 from __future__ import annotations
@@ -22,16 +22,21 @@ TRACK_COLUMNS = ("track_id", "first_frame", "last_frame", "frames", "first_class
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every cell of `a` (ids 1..A) with every cell of `b` (1..B): (A, B) float64."""
+    """IoU of every cell of `a` (ids 1..A) with every cell of `b` (1..B): (A, B) float64, from
+    scikit-image's contingency table of the two id images (pixel counts of every id pair)."""
+    from skimage.metrics import contingency_table
+
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     if a.shape != b.shape:
         raise ConfigError(f"frames of a time-lapse must have one shape, got {a.shape} and {b.shape}")
     na, nb = int(a.max(initial=0)), int(b.max(initial=0))
     if na == 0 or nb == 0:
         return np.zeros((na, nb))
-    inter = np.bincount(a.ravel() * (nb + 1) + b.ravel(), minlength=(na + 1) * (nb + 1)).reshape(na + 1, nb + 1)
-    area_a, area_b = inter.sum(axis=1), inter.sum(axis=0)
-    inter = inter[1:, 1:].astype(np.float64)
+    full = np.zeros((na + 1, nb + 1))
+    table = contingency_table(a, b).toarray()  # shape (max id of a + 1, max id of b + 1)
+    full[: table.shape[0], : table.shape[1]] = table
+    area_a, area_b = full.sum(axis=1), full.sum(axis=0)
+    inter = full[1:, 1:]
     union = area_a[1:, None] + area_b[None, 1:] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
