@@ -398,7 +398,8 @@ def fine_tune(
 
     class_names: the classes of the new model (default: the starting model's; others get a
     new LDM-S head, `with_classes`). `pairs` hold class ids of those classes (`check_pairs`).
-    card_updates: BundleCard fields to set (e.g. instances, description). Raises
+    card_updates: BundleCard fields to set (e.g. instances, description; the U-Net's check
+    counts objects with these instances too). A `Bundle` passed in is trained in place. Raises
     `TrainingCancelled` (nothing written, checkpoints kept) when `cancel` is set.
     """
     from ..bundle import Bundle, load_model, peek_bundle, resolve_model, save_bundle
@@ -444,7 +445,7 @@ def fine_tune(
 
     control = TrainControl(cancel=cancel, on_step=on_step)
     bundle = with_classes(bundle, names)
-    card = bundle.card
+    card = bundle.card if not card_updates else replace(bundle.card, **card_updates)
     augment = Augment() if augment is None else augment
     _, labelled, desc = build_training_data(
         frames=split.train, n_classes=len(names), seed=cfg.seed, augment=augment,
@@ -478,8 +479,6 @@ def fine_tune(
     tcfg = TrainConfig(preset=card.preset if card.preset in PRESETS else "small",
                        prediction_type=card.prediction_type, ldm_p=scfg, ldm_s=scfg, seed=cfg.seed,
                        device=cfg.device, checkpoint_every=cfg.checkpoint_every)
-    if card_updates:
-        card = replace(card, **card_updates)
     prov = {"command": "fine-tune", "parent": parent, "data": desc, "fine_tune": cfg.to_dict(), **(provenance or {})}
     trained, reports = train_bundle(tcfg, labelled, labelled, out, stages=stages, start_from=bundle, card=card,
                                     provenance=prov, log=log, control=control, seconds=cfg.seconds, save=False)
