@@ -42,6 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0: torch's default, or OMP_NUM_THREADS); the widget's 'auto' uses all cores")
+    ap.add_argument("--kinds", default="ldm_s,unet", help="what to train per size: ldm_s, unet or both")
+    ap.add_argument("--input-scale", type=float, default=None,
+                    help="set the new model's input scale (default: the starting model's, 0.5 for slim-viability)")
     ap.add_argument("--table-from", default=None, metavar="JSON", help="only print the table of a saved run")
     args = ap.parse_args(argv)
     if args.table_from:
@@ -81,11 +84,13 @@ def main(argv=None) -> int:
     print(f"# {args.start} on {len(test)} test frames: {before}", file=sys.stderr, flush=True)
     for n in [int(s) for s in args.sizes.split(",")]:
         train = pairs(pool[:n])
-        for kind in ("ldm_s", "unet"):
+        for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
             cfg = FineTuneConfig(train=kind, minutes=args.minutes, device="cpu")
             out = out_root / f"{kind}-{n}"
-            r = fine_tune(args.start, train, cfg, out, class_names=NAMES,
-                          card_updates={"instances": WHOLE_CELLS, "mask_definition": "whole cells"}, log=lambda s: None)
+            updates = {"instances": WHOLE_CELLS, "mask_definition": "whole cells"}
+            if args.input_scale is not None:
+                updates["input_scale"] = args.input_scale
+            r = fine_tune(args.start, train, cfg, out, class_names=NAMES, card_updates=updates, log=lambda s: None)
             if kind == "ldm_s":
                 scores = score_bundle(load_model(out), test_set, NAMES, "cpu")
             else:
