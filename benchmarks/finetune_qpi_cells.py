@@ -10,7 +10,7 @@ Frames: a seeded permutation (`--seed`, default 0) of the 15 qpi-cells frames; t
 training pool (1, 2, 4 frames are its first 1, 2, 4), the other 11 are the test frames of
 every row (never trained on by any model here). Each fine-tune runs through
 `core.training.fine_tune` with the widget's defaults (LDM-S only, its own 20 % hold-out
-check inside the training frames, default augmentation), classes background/cell, labels
+check inside the training frames, default augmentation, input scale "auto"), classes background/cell, labels
 read as cell ids, and whole-cell instances (watershed, as the qpi-cells card). The U-Net
 (ResNet-18, Dice loss) gets the same frames, the same minutes and the same hold-out.
 """
@@ -44,7 +44,8 @@ def main(argv=None) -> int:
                     help="torch CPU threads (0: torch's default, or OMP_NUM_THREADS); the widget's 'auto' uses all cores")
     ap.add_argument("--kinds", default="ldm_s,unet", help="what to train per size: ldm_s, unet or both")
     ap.add_argument("--input-scale", type=float, default=None,
-                    help="set the new model's input scale (default: the starting model's, 0.5 for slim-viability)")
+                    help="set the new model's input scale (default: fine_tune's choice: the starting model's, or 1 "
+                         "for frames unlike its training images, as qpi-cells are for slim-viability)")
     ap.add_argument("--table-from", default=None, metavar="JSON", help="only print the table of a saved run")
     args = ap.parse_args(argv)
     if args.table_from:

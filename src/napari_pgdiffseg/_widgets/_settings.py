@@ -85,6 +85,9 @@ TOOLTIPS: dict[str, str] = {
                      "touching whole cells split by a watershed on the phase",
     "train_what": "LDM-S: the segmentation network (fast, the default); LDM-P + LDM-S: also the prior (images "
                   "unlike the model's own); U-Net: the deterministic baseline, for a comparison",
+    "train_scale": "the new model's pixel size (its pixels per image pixel). auto: the starting model's, unless "
+                   "your images are unlike its training images: then 1, the images' own pixels, so outlines keep "
+                   "their detail",
     "minutes": "time budget in minutes (0: no limit, then give steps)",
     "max_steps": "step limit (0: no limit, then give minutes)",
     "holdout": "share of the labelled pixels held out to check the new model against the starting one (whole "

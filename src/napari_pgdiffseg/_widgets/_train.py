@@ -37,6 +37,8 @@ CLASS_CHOICES = (("the model's classes", ""), ("background, cell", "background,c
                  ("background, live, dead", "background,live,dead"))
 OBJECT_CHOICES = (("as the starting model", ""), ("separate regions (nuclei)", "components"),
                   ("touching whole cells (watershed)", "watershed"))
+SCALE_CHOICES = (("auto (the model's; 1 for unlike images)", ""), ("1 (the image's own pixels)", "1"),
+                 ("0.5 (half size)", "0.5"), ("0.25 (quarter size)", "0.25"))
 OBJECT_SETTINGS = {"components": {"method": "components"},
                    "watershed": {"method": "watershed", "min_distance": 5, "smooth": 3.0, "min_area": 150}}
 
@@ -157,6 +159,7 @@ class TrainWidget(RunWidget):
         self.objects = ComboBox(label="objects", choices=list(OBJECT_CHOICES), tooltip=tooltip("train_objects"))
         self.what = ComboBox(label="train", choices=[(t, v) for v, t in TRAIN_TEXTS.items()],
                              tooltip=tooltip("train_what"))
+        self.input_scale = ComboBox(label="input scale", choices=list(SCALE_CHOICES), tooltip=tooltip("train_scale"))
         d = FineTuneConfig()
         self.minutes = FloatSpinBox(label="minutes", min=0.0, max=24 * 60.0, step=0.5, value=d.minutes,
                                     tooltip=tooltip("minutes"))
@@ -171,17 +174,17 @@ class TrainWidget(RunWidget):
         self.last_result: FineTuneResult | None = None
         self.add_pair_button.changed.connect(lambda *_: self.add_pair())
         self.extend([self.pairs, self.add_pair_button, self.labels_are, self.folder, self.use_folder,
-                     self.settings, self.class_choice, self.objects, self.what, self.minutes, self.max_steps,
-                     self.holdout, self.out, self.buttons, self.progress.widget, self.status])
+                     self.settings, self.class_choice, self.objects, self.what, self.input_scale, self.minutes,
+                     self.max_steps, self.holdout, self.out, self.buttons, self.progress.widget, self.status])
         self.native.layout().addWidget(self.canvas)
         self.append(self.result)
         self.persist = PersistedFields(
             SettingsStore(TRAIN_SECTION),
             {"training_folder": self.folder, "use_folder": self.use_folder, "labels_are": self.labels_are,
-             "classes": self.class_choice, "objects": self.objects, "train": self.what, "minutes": self.minutes,
+             "classes": self.class_choice, "objects": self.objects, "train": self.what, "input_scale": self.input_scale, "minutes": self.minutes,
              "max_steps": self.max_steps, "holdout": self.holdout},
             {"training_folder": str(_settings.default_training_folder()), "use_folder": True, "labels_are": "classes",
-             "classes": "", "objects": "", "train": d.train, "minutes": d.minutes, "max_steps": 0,
+             "classes": "", "objects": "", "train": d.train, "input_scale": "", "minutes": d.minutes, "max_steps": 0,
              "holdout": d.holdout},
         )
         for w in (self.labels_are, self.folder, self.use_folder, self.minutes, self.max_steps, self.what):
@@ -302,7 +305,8 @@ class TrainWidget(RunWidget):
         start = self.settings.bundle_dir()
         cfg = FineTuneConfig(train=self.what.value, minutes=self.minutes.value or None,
                              steps=self.max_steps.value or None, holdout=self.holdout.value,
-                             device=self.settings.device.value, seed=self.settings.seed.value)
+                             device=self.settings.device.value, seed=self.settings.seed.value,
+                             input_scale=float(self.input_scale.value) if self.input_scale.value else None)
         folder = self._folder() if self._folder_pairs() else None
         classes = tuple(self.class_choice.value.split(",")) if self.class_choice.value else None
         return TrainRequest(tuple(images), tuple(labels), tuple(names), folder, start, self._out_dir(start), cfg,

@@ -123,7 +123,8 @@ def add_card_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", default=None, help="the imaging the model is for, recorded in the card")
     p.add_argument("--input-scale", type=float, default=None, metavar="S",
                    help="model pixels per frame pixel: frames are resized by S before tiling, e.g. 0.5 so a "
-                        "256 px tile sees 512 px of a frame (default: the start model's, or 1)")
+                        "256 px tile sees 512 px of a frame (default: the start model's, or 1; a fine-tune (--minutes) on "
+                        "frames unlike the start model's training images uses 1)")
     # "range" needs the calibrated interval, which only the Python API takes.
     p.add_argument("--normalization", default=None, choices=tuple(m for m in NORMALIZATION_METHODS if m != "range"),
                    help="how frames are mapped to the networks' range, recorded in the card: percentiles 1/99.8, "

@@ -101,26 +101,22 @@ def _fold_trainer(args, out: Path, class_names):
 
             bcfg = BaselineConfig(steps=args.baseline_steps, seed=args.seed, device=args.device,
                                   crop=args.baseline_crop)
-            model, _ = train_baseline(labelled, bcfg, out / f"fold{fold}" / "unet_baseline")
-            predict = _baseline_predict(model, args, card.input_scale)
+            model, _ = train_baseline(labelled, bcfg, out / f"fold{fold}" / "unet_baseline",
+                                      input_scale=card.input_scale)
+            predict = _baseline_predict(model, args)
         return bundle.to("cpu"), predict
 
     return train_fold
 
 
-def _baseline_predict(baseline, args, input_scale: float = 1.0):
-    """The U-Net's labels of a frame, at the pixel size it was trained at (`input_scale`)."""
-    import numpy as np
-
+def _baseline_predict(baseline, args):
+    """The U-Net's labels of a frame (at the pixel size it was trained at: its card's input scale)."""
     from ..core.training import segment_baseline
-    from ..core.preprocess import check_frame, rescale_frame, rescale_labels
 
     device = "cpu" if args.device == "auto" else args.device
 
     def predict(image):
-        frame = rescale_frame(check_frame(image), input_scale)
-        labels = segment_baseline(frame, baseline, tile_batch=args.tile_batch, device=device)
-        return rescale_labels(labels, np.shape(image)[-2:])
+        return segment_baseline(image, baseline, tile_batch=args.tile_batch, device=device)
 
     return predict
 

@@ -195,3 +195,40 @@ def test_three_frames_give_the_card_an_unlike_the_training_data_reference(start_
               tmp_path / "new", log=lambda s: None)
     ood = load_bundle(tmp_path / "new").card.ood
     assert ood["source"] == "fine-tune frames (3)" and ood["threshold"] > ood["train_max"] > 0
+
+
+def test_input_scale_kept_for_like_frames_full_size_for_unlike_ones(start_dir, tmp_path):
+    from dataclasses import replace
+
+    from napari_pgdiffseg.core.ood import frame_features, reference_from_features
+    from napari_pgdiffseg.core.training.finetune import fine_tune_input_scale
+
+    img, lab = _frames(3)
+    start = load_bundle(start_dir)
+    assert fine_tune_input_scale(start, img) == (1.0, "")  # a scale-1 model stays at 1
+    half = replace(start.card, input_scale=0.5)
+    start.card = half
+    assert fine_tune_input_scale(start, img) == (0.5, "")  # no reference: nothing to tell, kept
+    assert fine_tune_input_scale(start, img, 0.25) == (0.25, "input scale 0.25, as set")
+    start.card = replace(half, ood=reference_from_features([frame_features(im, start) for im in img], "t").to_dict())
+    assert fine_tune_input_scale(start, img) == (0.5, "")  # like its training frames: kept
+    unlike = [100.0 + 50.0 * np.sign(np.sin(np.arange(96)[:, None] / 3.0)) * np.ones((96, 96), np.float32)
+              for _ in range(3)]
+    scale, note = fine_tune_input_scale(start, unlike)
+    assert scale == 1.0 and "unlike the starting model's training images" in note and "0.5" in note
+    # the fine-tune follows it and says so; the U-Net's card keeps the scale and segments at it
+    pairs = check_pairs(unlike, lab, ["a", "b", "c"], NAMES)
+    r = fine_tune(start, pairs, FineTuneConfig(minutes=None, steps=1, batch_size=2, crop=64, device="cpu"),
+                  tmp_path / "new", log=lambda s: None)
+    assert load_bundle(tmp_path / "new").card.input_scale == 1.0 and any("input scale 1" in m for m in r.messages)
+    start.card = half
+    r = fine_tune(start, pairs, FineTuneConfig(train="unet", minutes=None, steps=1, batch_size=2, crop=64,
+                                               device="cpu"), tmp_path / "unet", log=lambda s: None)
+    from napari_pgdiffseg.core.training import load_baseline, segment_baseline
+
+    unet = load_baseline(tmp_path / "unet")
+    assert unet.card.input_scale == 0.5
+    out = segment_baseline(img[0][:90, :70], unet)
+    assert out.shape == (90, 70) and out.dtype == np.uint8
+    with pytest.raises(ConfigError, match="input_scale must be a number"):
+        FineTuneConfig(input_scale=0)

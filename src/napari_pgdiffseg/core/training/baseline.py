@@ -33,7 +33,9 @@ from ..devices import DEVICES, resolve_device
 from ..engine import TileRun
 from ..errors import BundleError, ConfigError, TrainingCancelled
 from ..files import atomic_replace_dir
-from ..preprocess import Normalization, check_frame, normalize
+from ..preprocess import (
+    Normalization, check_frame, check_input_scale, normalize, replace_outliers, rescale_frame, rescale_labels,
+)
 from ..tiling import Stitcher, TileGrid
 from .dataset import TileDataset
 from .loop import TrainControl, machine_info, random_crop, tile_batches
@@ -151,6 +153,9 @@ class BaselineCard:
     normalization: Normalization
     tile_size: int
     training: dict = field(default_factory=dict)
+    #: The frames' pixel size the network was trained at (its pixels per frame pixel), as a
+    #: bundle card's: `segment_baseline` resizes a frame by it and the labels back.
+    input_scale: float = 1.0
 
     @property
     def n_classes(self) -> int:
@@ -168,6 +173,7 @@ class BaselineCard:
             # The same rule (and dict form) as a bundle card's normalization.
             "normalization": self.normalization.to_dict(),
             "tile_size": self.tile_size,
+            "input_scale": self.input_scale,
             "training": self.training,
         }
 
@@ -187,6 +193,7 @@ class BaselineCard:
                 normalization=Normalization.from_dict(d["normalization"]),
                 tile_size=d["tile_size"],
                 training=dict(d.get("training", {})),
+                input_scale=check_input_scale(d.get("input_scale", 1.0)),
             )
             n_classes = d["n_classes"]
         except (KeyError, TypeError, ValueError) as e:  # ConfigError is a ValueError
@@ -288,7 +295,8 @@ def _check_training_inputs(dataset, cfg, class_names) -> tuple[int, tuple[str, .
     return crop, names
 
 
-def _trained_card(dataset, cfg: "BaselineConfig", names, report: "BaselineReport") -> "BaselineCard":
+def _trained_card(dataset, cfg: "BaselineConfig", names, report: "BaselineReport",
+                  input_scale: float = 1.0) -> "BaselineCard":
     """The card of a freshly trained baseline: its settings, data, machine and loss curve."""
     import monai
 
@@ -298,6 +306,7 @@ def _trained_card(dataset, cfg: "BaselineConfig", names, report: "BaselineReport
         class_names=names,
         normalization=dataset.normalization,  # the rule the tiles were normalised with
         tile_size=dataset.tile_size,
+        input_scale=input_scale,
         training={
             "config": cfg.to_dict(),
             "report": report.to_dict(),
@@ -319,6 +328,7 @@ def train_baseline(
     class_names: tuple[str, ...] | None = None,
     control: TrainControl | None = None,
     seconds: float | None = None,
+    input_scale: float = 1.0,
 ) -> tuple[Baseline, BaselineReport]:
     """Train the U-Net baseline on `dataset`'s labelled tiles and save it to `out_dir`.
 
@@ -328,7 +338,9 @@ def train_baseline(
     (`cfg.steps` is then a cap; cancelling raises `TrainingCancelled` and saves nothing).
     `out_dir` (None: not saved) is written atomically with `save_baseline`; it must be new,
     empty or an earlier baseline folder (checked before training starts). `class_names`
-    defaults to background/live/dead for 3 classes. Returns the trained `Baseline` (in eval
+    defaults to background/live/dead for 3 classes. `input_scale`: the scale the dataset's
+    frames were resized by (`build_training_data`), kept in the card so that
+    `segment_baseline` resizes new frames the same way. Returns the trained `Baseline` (in eval
     mode, on the training device) and its `BaselineReport`.
     """
     from monai.losses import DiceLoss
@@ -398,7 +410,7 @@ def train_baseline(
     )
     log(f"unet baseline ({cfg.backbone}): {report.steps} steps in {seconds:.0f} s "
         f"({report.seconds_per_step:.2f} s/step), Dice loss {report.first_loss:.4f} -> {report.last_loss:.4f}")
-    baseline = Baseline(net, _trained_card(dataset, cfg, names, report))
+    baseline = Baseline(net, _trained_card(dataset, cfg, names, report, check_input_scale(input_scale)))
     if out is not None:
         save_baseline(baseline, out, overwrite=True)
         log(f"unet baseline saved to {out}")
@@ -520,7 +532,8 @@ def segment_baseline(
 ) -> np.ndarray:
     """Segment one 2D frame with the U-Net baseline: (H, W) uint8 class ids.
 
-    As `pipeline.segment`: `check_frame`, the baseline's stored normalisation, tiles of
+    As `pipeline.segment`: `check_frame`, the card's input scale (the frame resized to the
+    pixel size the network was trained at, the labels resized back), the baseline's stored normalisation, tiles of
     the baseline's tile size overlapping by `overlap` px (0 to half a tile), frames
     smaller than a tile reflect-padded, softmax class scores blended over the overlaps
     (`tiling.Stitcher`), then the arg-max, cropped exactly to the frame. The network
@@ -533,7 +546,14 @@ def segment_baseline(
         raise ConfigError(f"overlap must be an integer between 0 and {t // 2} px, got {overlap!r}")
     if not _is_int(tile_batch) or tile_batch < 1:
         raise ConfigError(f"tile_batch must be an integer >= 1, got {tile_batch!r}")
-    frame = normalize(check_frame(image), baseline.card.normalization)
+    frame = check_frame(image)
+    full_shape = frame.shape
+    scale = baseline.card.input_scale
+    if scale != 1.0:  # as `pipeline.segment`: hot pixels out, then the frame at the network's pixel size
+        frame = frame.copy()
+        replace_outliers(frame, baseline.card.normalization)
+        frame = rescale_frame(frame, scale)
+    frame = normalize(frame, baseline.card.normalization)
     dev = resolve_device(device)
     net = baseline.model.to(dev).eval()
     n = baseline.n_classes
@@ -555,4 +575,4 @@ def segment_baseline(
             for origin, p in zip(batch, probs):
                 stitch.add(origin, p)
     stitch.finish()
-    return labels
+    return labels if scale == 1.0 else rescale_labels(labels, full_shape)

@@ -68,6 +68,8 @@ class FineTuneConfig:
     seed: int = 0
     checkpoint_every: int = 50
     baseline_backbone: str = "resnet18"
+    #: The new model's input scale (its pixels per frame pixel); None: `fine_tune_input_scale`.
+    input_scale: float | None = None
 
     def __post_init__(self):
         if self.train not in TRAIN_CHOICES:
@@ -86,6 +88,10 @@ class FineTuneConfig:
             raise ConfigError(f"'holdout' must be a fraction in [0, 0.5] (0: no check), got {self.holdout!r}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"'checkpoint_every' must be >= 1, got {self.checkpoint_every}")
+        if self.input_scale is not None:
+            from ..preprocess import check_input_scale
+
+            object.__setattr__(self, "input_scale", check_input_scale(self.input_scale))
 
     @property
     def step_cap(self) -> int:
@@ -365,6 +371,39 @@ def _limit_empty_tiles(dataset, seed: int) -> str:
             "were kept (as many as the labelled tiles), so the background does not swamp the cells")
 
 
+#: At most this many of the training frames are compared with the starting model's reference.
+MAX_FRAMES_FOR_SCALE_CHECK = 8
+
+
+def fine_tune_input_scale(bundle, images: Sequence[np.ndarray], requested: float | None = None) -> tuple[float, str]:
+    """The input scale a fine-tune trains the new model at, and a note saying why.
+
+    requested: a scale set by the user (kept as it is). Otherwise the starting model's scale
+    is kept when the frames are like its training images, or when its card has no reference
+    to tell. Frames unlike them (`core.ood`: the median frame's unlikeness above the card's
+    warning threshold) are another kind of image, for which the starting model's pixel size
+    (chosen for its own images, e.g. 0.5 for 832 px SLIM frames) has no grounds: the model is
+    trained at the frames' own pixels (scale 1), which keeps the cells' outlines at full
+    detail. On qpi-cells, 2 frames, 5 minutes from slim-viability, this scored a test
+    foreground IoU of about 0.87 against 0.85 at 0.5 (README, benchmarks/finetune_qpi_cells.py).
+    """
+    from ..ood import OODReference, frame_features, frame_score
+
+    start = float(bundle.card.input_scale)
+    if requested is not None:
+        return float(requested), (f"input scale {requested:g}, as set" if requested != start else "")
+    ref = OODReference.from_dict(bundle.card.ood)
+    if start == 1.0 or ref is None or not len(images):
+        return start, ""
+    scores = [frame_score(frame_features(im, bundle), ref) for im in list(images)[:MAX_FRAMES_FOR_SCALE_CHECK]]
+    score = float(np.median(scores))
+    if not score > ref.threshold:
+        return start, ""
+    return 1.0, (f"your frames are unlike the starting model's training images (unlikeness {score:.1f}, warning "
+                 f"above {ref.threshold:.1f}): the new model works at their own pixel size (input scale 1, not the "
+                 f"starting model's {start:g}); set an input scale to choose another")
+
+
 def _class_notes(train: FrameSet, class_names: Sequence[str]) -> list[str]:
     counts = np.zeros(len(class_names), np.int64)
     for m in train.masks:
@@ -446,6 +485,11 @@ def fine_tune(
     control = TrainControl(cancel=cancel, on_step=on_step)
     bundle = with_classes(bundle, names)
     card = bundle.card if not card_updates else replace(bundle.card, **card_updates)
+    requested = cfg.input_scale if cfg.input_scale is not None else (card_updates or {}).get("input_scale")
+    scale, scale_note = fine_tune_input_scale(bundle, split.train.images, requested)
+    card = replace(card, input_scale=scale)
+    if scale_note:
+        messages.append(scale_note)
     augment = Augment() if augment is None else augment
     _, labelled, desc = build_training_data(
         frames=split.train, n_classes=len(names), seed=cfg.seed, augment=augment,
@@ -462,7 +506,7 @@ def fine_tune(
         bcfg = BaselineConfig(backbone=cfg.baseline_backbone, steps=cfg.step_cap, batch_size=cfg.batch_size,
                               lr=1e-3, seed=cfg.seed, crop=cfg.crop, device=device)
         net, report = train_baseline(labelled, bcfg, None, log, class_names=names, control=control,
-                                     seconds=cfg.seconds)
+                                     seconds=cfg.seconds, input_scale=card.input_scale)
         after = scoring("scoring the new model", lambda: score_baseline(net, split.held, names, card.instances, device))
         better, warning = verdict(before, after)
         net.card.training.update(parent=parent, fine_tune=cfg.to_dict(), data=desc,
@@ -527,5 +571,5 @@ def fine_tune(
 
 
 __all__ = ["EMPTY_TILES_PER_LABELLED", "FineTuneConfig", "FineTuneProgress", "FineTuneResult", "HoldoutSplit",
-           "LABELS_ARE", "MIN_FRAMES_FOR_FRAME_HOLDOUT", "TRAIN_CHOICES", "check_pairs", "fine_tune",
+           "LABELS_ARE", "MIN_FRAMES_FOR_FRAME_HOLDOUT", "TRAIN_CHOICES", "check_pairs", "fine_tune", "fine_tune_input_scale",
            "holdout_split", "merge_pairs", "pairs_from_folder", "score_bundle", "score_text", "verdict"]
