@@ -1,5 +1,5 @@
 """Per-cell measures in the Segment widget: the cell layers carry the table as features, the
-summary gives the dry mass, Save cells writes it, and napari's features table selects cells."""
+summary gives the dry mass, Save cells writes it, and the cell table sorts and selects cells."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_cell_layers_carry_the_per_cell_table(measured):
     assert sum(len(a.patches) for a in axes) > 0
 
 
-def test_save_cells_and_the_features_table(measured, tmp_path, qtbot):
+def test_save_cells_and_the_cell_table(measured, tmp_path, qtbot):
     viewer, w = measured
     out = w.save_cells(tmp_path / "cells")
     assert out.name == "cells.csv"
@@ -58,10 +58,35 @@ def test_save_cells_and_the_features_table(measured, tmp_path, qtbot):
     assert rows == [] or set(rows[0]) >= {"cell_id", "class", "area_px", "dry_mass_pg"}
     assert w.cell_table_button.enabled  # the tiny model finds cells in this frame (first test)
     w.cell_table_button.native.click()
-    table = [d for name, d in viewer.window.dock_widgets.items() if "Features table" in name]
-    assert table, list(viewer.window.dock_widgets)
-    layer = viewer.layers.selection.active
-    assert "class_name" in layer.metadata  # the cell layer is the one the table shows
+    from qtpy.QtCore import Qt
+
+    from napari_pgdiffseg._widgets._cell_table import DOCK_NAME, CellTable
+
+    table = viewer.window.dock_widgets[DOCK_NAME]
+    assert isinstance(table, CellTable) and table.proxy.rowCount() == len(rows)
+    # Sorting by a column orders the rows by its numbers (not by their text).
+    headers = [table.model.horizontalHeaderItem(k).text() for k in range(table.model.columnCount())]
+    table.view.sortByColumn(headers.index("area (px)"), Qt.SortOrder.AscendingOrder)
+    areas = table.sorted_column("area_px")
+    assert areas == sorted(areas)
+    # A selected row selects that cell in its layer, makes the layer active and centres the view.
+    table.view.selectRow(len(areas) - 1)
+    cls, cell_id = table.selected_key()
+    layer = viewer.layers[f"cells pgdiffseg {cls}"]
+    assert viewer.layers.selection.active is layer and layer.selected_label == cell_id
+    assert (layer.data == cell_id).sum() == max(areas)  # the biggest cell, by its own pixels
+    ys, xs = np.nonzero(layer.data == cell_id)
+    assert np.allclose(viewer.camera.center[-2:], (ys.mean(), xs.mean()), atol=1.0)
+    # Picking a cell in the viewer selects its row.
+    others = [(r["class"], int(r["cell_id"])) for r in w.last_outcome.summary["cells"]
+              if int(r["cell_id"]) != viewer.layers[f"cells pgdiffseg {r['class']}"].selected_label]
+    assert others, "the tiny model finds more than one cell in the synthetic frame"
+    viewer.layers[f"cells pgdiffseg {others[0][0]}"].selected_label = others[0][1]
+    assert table.selected_key() == others[0]
+    # A second run refills the same dock.
+    again = w.show_cell_table()  # (the same Qt widget; PySide may hand out another Python wrapper)
+    assert isinstance(again, CellTable) and again.proxy.rowCount() == len(rows)
+    assert [n for n in viewer.window.dock_widgets if n.startswith(DOCK_NAME)] == [DOCK_NAME]
 
 
 def test_without_a_calibration_the_table_says_why(make_napari_viewer, tiny_bundle_dir, fast_config,

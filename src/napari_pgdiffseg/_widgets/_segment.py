@@ -562,19 +562,20 @@ class SegmentWidget(RunWidget):
             path = path.with_suffix(".csv")
         return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
-    def show_cell_table(self, *_) -> None:
-        """napari's own features table (sorting, row selection selects the cell in the viewer)
-        on the first cell layer of the last run."""
-        cells = [ly for ly in self._labels_layers() if "class_name" in ly.metadata and len(ly.features)]
-        if not cells:
-            return
-        self.viewer.layers.selection.active = cells[0]
-        try:
-            self.viewer.window.add_plugin_dock_widget("napari", "Features table widget")
-        except Exception as e:  # noqa: BLE001 - an older napari without it: say so, keep going
-            from ._jobs import notify_error
+    def show_cell_table(self, *_):
+        """The cell table dock (`_cell_table.CellTable`) with the last run's cells: sorting, and a
+        selected row selects the cell in its layer (and the other way round). Returns the table."""
+        from ._cell_table import show_cell_table
 
-            notify_error(InputImageError(f"napari's features table is not available here ({e}); use Save cells..."))
+        if self.last_outcome is None:
+            return None
+        s = self.last_outcome.summary
+        layers = {ly.metadata["class_name"]: ly.name for ly in self._labels_layers()
+                  if "class_name" in ly.metadata and len(ly.features)}
+        rows = [r for r in s.get("cells", []) if r["class"] in layers]
+        if not rows:
+            return None
+        return show_cell_table(self.viewer, rows, layers, self.last_outcome.source)
 
     def _ask_save_cells(self, *_) -> None:
         self._ask_and_save("Save cells", "CSV (*.csv)", f"{self.last_outcome.source}_cells.csv", self.save_cells)

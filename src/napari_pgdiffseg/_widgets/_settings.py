@@ -105,8 +105,8 @@ TOOLTIPS: dict[str, str] = {
     "time_lapse": "for a stack whose planes are time points: link the cells across frames into tracks (a Tracks "
                   "layer), with the frame each cell turned dead",
     "save_cells": "write one row per cell (class, area, centroid, phase, dry mass) as CSV",
-    "cell_table": "open napari's features table on the cell layer: sort the cells, select a row to select the "
-                  "cell in the viewer",
+    "cell_table": "open the table of the cells (one row each): click a column to sort, select a row to select "
+                  "the cell in the viewer and centre it; picking a cell in its layer selects its row",
     "compute": "compute the starting noise of every ticked strategy on the chosen region",
     "show_layers": "add the noise and its Canny edges of the selected rows (all rows if none) as layers",
 }
