@@ -12,6 +12,8 @@ set_name=${1:?hela or qpi-cells}
 # NORMALIZATION=background trains and scores each fold with that card normalisation (--normalization).
 # TIMESTEP_POWER=3 trains each fold's LDM-S with large t drawn more often (train --timestep-power).
 # HOLO_KIND=holo-varied / HOLO_SYNTHETIC=N: the qpi-cells folds' synthetic generator and frame count.
+# QPI_FROM=slim-viability: the qpi-cells folds start from that model (LDM-S, lr 5e-4) instead of
+# synthetic-demo, at input scale 1, as the Train widget's fine-tune does (issue 14 measured it at 2 frames).
 # BASELINE_STEPS=0 skips the U-Net rows (each fold's U-Net costs ~12 min on this CPU).
 BASELINE_STEPS=${BASELINE_STEPS:-600}
 ROWS=("Otsu threshold (reference)" "U-Net (ResNet-18)" "Random x1" "Random x5" "Prior x1")
@@ -71,6 +73,6 @@ case "$set_name" in
     pgdiffseg evaluate --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
       --mask-definition "whole cells" --instances method=watershed,min_distance=5,smooth=3,min_area=150 \
       --steps-ldm-s 1200 --train-synthetic "${HOLO_SYNTHETIC:-40}" --synthetic-kind "${HOLO_KIND:-holo-varied}" --brightness 0.5 --contrast 0.3 --noise 0.08 \
-      "${COMMON[@]}" --out "${2:-out/eval/qpi-cells}" ;;
+      "${COMMON[@]}" ${QPI_FROM:+--start-from "$QPI_FROM" --lr-ldm 5e-4 --input-scale 1} --out "${2:-out/eval/qpi-cells}" ;;
   *) echo "unknown set $set_name (hela or qpi-cells)" >&2; exit 2 ;;
 esac
