@@ -100,8 +100,8 @@ def cell_labels_layer(cells: np.ndarray, name: str, class_name: str, scale, tran
 
     `n_cells`: the count the summary gives (for a stack, cells counted per plane and summed,
     since each plane's ids start at 1); default: the distinct ids in `cells`. `features`:
-    the per-cell table (columns; ``index`` = cell id), which napari's features table lists
-    and selects cells by.
+    the per-cell table (columns; ``index`` = cell id: napari's status bar shows a hovered
+    cell's row; the Cell table dock, `_cell_table`, lists and selects them).
     """
     ids = np.unique(cells)
     ids = ids[ids > 0]
