@@ -181,8 +181,9 @@ class TrainWidget(RunWidget):
         self.persist = PersistedFields(
             SettingsStore(TRAIN_SECTION),
             {"training_folder": self.folder, "use_folder": self.use_folder, "labels_are": self.labels_are,
-             "classes": self.class_choice, "objects": self.objects, "train": self.what, "input_scale": self.input_scale, "minutes": self.minutes,
-             "max_steps": self.max_steps, "holdout": self.holdout},
+             "classes": self.class_choice, "objects": self.objects, "train": self.what,
+             "input_scale": self.input_scale, "minutes": self.minutes, "max_steps": self.max_steps,
+             "holdout": self.holdout},
             {"training_folder": str(_settings.default_training_folder()), "use_folder": True, "labels_are": "classes",
              "classes": "", "objects": "", "train": d.train, "input_scale": "", "minutes": d.minutes, "max_steps": 0,
              "holdout": d.holdout},
