@@ -3,8 +3,9 @@ classifier (scikit-learn random forest on scikit-image's multiscale_basic_featur
 scale 0.5) gets on the HeLa nuclei, on the same 3 folds by frame as scripts/evaluate_real.sh.
     OMP_NUM_THREADS=1 python scripts/dev/hela_rf_probe.py   (about 5 min on the 2-core CPU)
 Needs scikit-learn (not a dependency of the package)."""
-import numpy as np, glob, os, time
-from skimage import io, feature, transform, measure
+import glob, os
+import numpy as np
+from skimage import feature, filters, io, morphology, transform
 from sklearn.ensemble import RandomForestClassifier
 from napari_pgdiffseg.core.training import kfold_split
 D=os.path.join(os.environ.get('PGDIFFSEG_DATA','../shared/data'),'qpi-live-dead')
@@ -30,7 +31,6 @@ for fold,(tr,te) in enumerate(kfold_split(len(names),3,0)):
     rf=RandomForestClassifier(100,max_depth=16,n_jobs=1,random_state=0).fit(np.concatenate(xs),np.concatenate(ys))
     for i in te:
         n=names[i]; p=rf.predict_proba(X[n].reshape(-1,X[n].shape[-1]))[:,1].reshape(X[n].shape[:2])
-        from skimage import filters, morphology
         p=filters.gaussian(p,2)
         m=io.imread(f'{D}/HeLa-labels/{n}')>0
         pr=transform.resize(p,m.shape,order=1)>0.5
