@@ -1,6 +1,6 @@
 """The files microscopists have, each written in the test, segmented from the CLI and the Batch
 widget: compressed TIFF, BigTIFF, OME-TIFF with a pixel size, ImageJ hyperstack, 16-bit PNG,
-qpimage HDF5 and numpy phase (qpformat)."""
+qpimage HDF5, raw off-axis holograms (qpformat HDF5), Phasics TIFF and numpy phase (qpformat)."""
 
 from __future__ import annotations
 
@@ -35,4 +35,6 @@ def test_every_variant_segments_from_the_cli(tiny_bundle_dir, tmp_path):
     # the pixel size comes from the OME metadata and the qpimage file: dry masses there, a note elsewhere
     assert rows["ome.ome.tif"]["mass_note"] == "" and "pixel size" in rows["lzw.tif"]["mass_note"]
     assert rows["qpi.h5"]["mass_note"] == ""  # qpimage comes with the testing extra
+    assert rows["holo.h5"]["mass_note"] == ""  # the hologram file stores both
+    assert "pixel size" in rows["SID PHA cells.tif"]["mass_note"]  # Phasics stores the wavelength only
     assert "phase scale" in rows["grey16.png"]["mass_note"]  # grey levels, not radians

@@ -3,11 +3,13 @@
 # training frames of ONE fold of the HeLa 3-fold split (seed 0), for STEPS steps, with the
 # LDM-S checkpoint copied every 500 steps, each copy scored on that fold's held-out frames
 # (scripts/dev/score_checkpoint.py). One torch thread, about 0.7-0.9 s per step on this CPU.
-#   FOLD=0 STEPS=3000 TIMESTEP_POWER=1 bash scripts/dev/hela_fold_probe.sh [OUT]
+#   FOLD=0 STEPS=3000 TIMESTEP_POWER=1 CROP=128 BATCH=16 SCALE=0.5 bash scripts/dev/hela_fold_probe.sh [OUT]
+# CROP / BATCH: the LDM-S training crop (px of the scaled frame) and batch; SCALE: input scale.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${PGDIFFSEG_DATA:-../shared/data}/qpi-live-dead
 FOLD=${FOLD:-0}; STEPS=${STEPS:-3000}; POWER=${TIMESTEP_POWER:-1}
+CROP=${CROP:-128}; BATCH=${BATCH:-16}; SCALE=${SCALE:-0.5}
 OUT=${1:-out/probe/hela-fold$FOLD-p$POWER}
 mkdir -p "$OUT/frames/images" "$OUT/frames/masks" "$OUT/checkpoints"
 # the fold's training frames, as evaluate's k-fold split picks them
@@ -24,7 +26,7 @@ for i in kfold_split(len(names), 3, 0)[fold][0]:
             os.symlink(os.path.abspath(src), link)
 PY
 OMP_NUM_THREADS=1 pgdiffseg train --data "$OUT/frames/images" --masks "$OUT/frames/masks" --label-map viability4 \
-  --classes background,live,dead --synthetic-kind slim --steps-ldm-s "$STEPS" --input-scale 0.5 --lr-ldm 5e-4 \
+  --classes background,live,dead --synthetic-kind slim --steps-ldm-s "$STEPS" --input-scale "$SCALE" --crop-ldm "$CROP" --batch-ldm "$BATCH" --lr-ldm 5e-4 \
   --mask-definition nuclei --instances method=components,min_area=300 --timestep-power "$POWER" \
   --start-from synthetic-demo --stages ldm_s --prediction-type sample --stride 128 --synthetic 40 \
   --synthetic-seed 10001 --device cpu --no-resume --checkpoint-every 500 --out "$OUT/bundle" > "$OUT/train.log" 2>&1 &
@@ -40,5 +42,5 @@ done
 wait $TRAIN || echo "training stopped before $STEPS steps: scoring the checkpoints it left" >&2
 for ((s = 1000; s <= STEPS; s += 500)); do
   [ -d "$OUT/checkpoints/step$s" ] || continue
-  OMP_NUM_THREADS=1 python scripts/dev/score_checkpoint.py "$OUT/checkpoints/step$s" "$FOLD" | tee -a "$OUT/scores.txt"
+  PROBE_INPUT_SCALE=$SCALE OMP_NUM_THREADS=1 python scripts/dev/score_checkpoint.py "$OUT/checkpoints/step$s" "$FOLD" | tee -a "$OUT/scores.txt"
 done

@@ -6,9 +6,12 @@ The LDM-S (a diffusers folder, e.g. `<bundle>.ckpt/ldm_s/model` or `<bundle>/ldm
 into slim-viability's bundle (its autoencoder, LDM-P and card are those every HeLa fold model
 fine-tunes with), and scored with Prior x1 at 10 + 10 steps on the test frames of FOLD of the
 3-fold split by frame (seed 0) that `pgdiffseg evaluate --folds 3` uses. Prints the per-frame
-and mean foreground IoU and object F1.
+and mean foreground IoU and object F1. PROBE_INPUT_SCALE (env) overrides the card's input scale
+for checkpoints trained at another scale.
 """
 
+import dataclasses
+import os
 import sys
 
 import numpy as np
@@ -27,6 +30,8 @@ def main(ldm_s: str, fold: int = 0, flips: int = 1) -> None:
                          labelled_only=True)
     test = np.flatnonzero(fold_groups(len(frames.images), 3, 0) == fold)
     bundle = load_model("slim-viability")
+    if os.environ.get("PROBE_INPUT_SCALE"):
+        bundle.card = dataclasses.replace(bundle.card, input_scale=float(os.environ["PROBE_INPUT_SCALE"]))
     bundle.ldm_s = UNet2DModel.from_pretrained(ldm_s, use_safetensors=True, local_files_only=True).eval()
     config = SegmentConfig(strategy="prior", inversion_steps=10, sampling_steps=10, flips=flips)
     s = evaluate(bundle, [frames.images[i] for i in test], [frames.masks[i] for i in test], {"Prior x1": config},

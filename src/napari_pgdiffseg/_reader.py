@@ -1,5 +1,6 @@
 """napari reader for the plugin's own outputs (`<stem>_labels.tif`, `<stem>_cells.tif`) and
-for QPI data files through qpformat (qpimage HDF5, numpy phase: `read_qpi_file`).
+for QPI data files through qpformat (qpimage HDF5, raw off-axis holograms in qpformat HDF5,
+numpy phase, Phasics SID4 TIFF: `read_qpi_file`).
 
 Both open as Labels layers, not as a black Image (values 0-2): class labels with the model's
 class colours and class names as features, cell ids in shades of their class colour when
@@ -42,17 +43,17 @@ CALIBRATION_KEY = "pgdiffseg_calibration"
 
 def get_reader(path):
     """npe2 reader: a function for one of our output TIFFs or a QPI data file, else None."""
-    from .core.files import QPI_SUFFIXES
+    from .core.files import is_qpi_file
 
     if isinstance(path, (list, tuple)):
         return get_reader(path[0]) if len(path) == 1 else None
-    if Path(path).suffix.lower() in QPI_SUFFIXES and Path(path).is_file():
+    if Path(path).is_file() and is_qpi_file(path):
         return read_qpi_file
     return read_output if output_info(path) is not None else None
 
 
 def read_qpi_file(path) -> list[tuple]:
-    """A qpformat file (qpimage HDF5, numpy phase) as an Image layer of phase in radians,
+    """A qpformat file (qpimage HDF5, raw hologram HDF5, numpy phase, Phasics TIFF) as an Image layer of phase in radians,
     scaled to um when the file stores its pixel size, its calibration in the metadata."""
     from .core.files import read_qpi
 

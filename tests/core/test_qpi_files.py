@@ -65,3 +65,54 @@ def test_napari_reader_opens_qpi_files_as_phase_with_their_scale(tmp_path):
     assert kwargs["scale"] == pytest.approx((0.4, 0.4))
     assert kwargs["metadata"][CALIBRATION_KEY] == pytest.approx({"wavelength_nm": 550.0, "pixel_size_um": 0.4})
     assert get_reader(str(tmp_path / "other.tif")) is None
+
+
+def _smooth_cell(size=128):
+    yy, xx = np.mgrid[:size, :size]
+    return 1.8 * np.exp(-((yy - 60) ** 2 + (xx - 66) ** 2) / 300.0)
+
+
+def test_phasics_tiff_is_read_as_radians_from_its_wavelength(tmp_path):
+    from file_variants import write_phasics
+
+    from napari_pgdiffseg._reader import get_reader
+
+    phase = _smooth_cell()
+    path = tmp_path / "SID PHA 0001.tif"
+    write_phasics(path, phase, wavelength_nm=532.0)
+    arr = read_image(path)  # the phase page, not the 3 pages as a stack of grey levels
+    assert arr.dtype == np.float32 and arr.shape == phase.shape
+    np.testing.assert_allclose(arr, phase, atol=2e-3)  # 16-bit quantisation of the phase page
+    assert read_calibration(path).wavelength_nm == pytest.approx(532.0)
+    assert get_reader(str(path)) is not None  # the reader function accepts it (see README, Files)
+    plain = tmp_path / "plain.tif"  # an ordinary 3-page TIFF stays a stack for napari's own reader
+    import tifffile
+
+    tifffile.imwrite(plain, np.zeros((3, 16, 16), np.uint16), photometric="minisblack")
+    assert read_image(plain).shape == (3, 16, 16) and get_reader(str(plain)) is None
+
+
+def test_phasics_tiff_without_its_wavelength_is_one_clear_error(tmp_path):
+    from file_variants import write_phasics
+
+    from napari_pgdiffseg.core.errors import InputImageError
+
+    path = tmp_path / "SID PHA 0002.tif"
+    write_phasics(path, _smooth_cell(), store_wavelength=False)
+    with pytest.raises(InputImageError, match="does not store its wavelength"):
+        read_image(path)
+
+
+def test_raw_hologram_is_reconstructed_to_phase(tmp_path):
+    from file_variants import write_hologram
+
+    phase = _smooth_cell()
+    path = tmp_path / "holo.h5"
+    write_hologram(path, phase, wavelength_nm=650.0, pixel_size_um=0.25)
+    arr, info = read_qpi(path)
+    assert arr.dtype == np.float32 and arr.shape == phase.shape  # one (h, w) plane, not (1, h, w)
+    assert info == pytest.approx({"wavelength_nm": 650.0, "pixel_size_um": 0.25})
+    arr = arr - np.median(arr[phase < 0.01])  # qpretrieve leaves an offset
+    inner = phase > 0.5
+    assert np.corrcoef(arr[inner], phase[inner])[0, 1] > 0.9
+    assert arr[60, 66] == pytest.approx(1.8, abs=0.25)  # the peak phase, blurred by the sideband filter

@@ -78,11 +78,35 @@ def atomic_replace_dir(path: str | os.PathLike, fill: Callable[[Path], None]) ->
 
 # --------------------------------------------------------------------------- reading
 
-#: QPI data files read through qpformat (qpimage HDF5 and its series, numpy phase arrays):
-#: phase in radians, with the wavelength and pixel size they store.
+#: QPI data files read through qpformat (qpimage HDF5 and its series, raw off-axis holograms
+#: in qpformat's HDF5, numpy phase arrays): phase in radians, with the wavelength and pixel
+#: size they store. Phasics SID4 TIFF exports are recognised by content (`is_qpi_file`).
 QPI_SUFFIXES = (".h5", ".hdf5", ".npy")
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg") + QPI_SUFFIXES
 _TIFF_SUFFIXES = (".tif", ".tiff")
+# Phasics' private TIFF tags (LabVIEW XML with the wavelength; the value range of each page).
+# qpformat's SinglePhasePhasicsTif.verify checks the same tags; this test runs on every TIFF
+# the CLI reads, so it stays here, without importing qpformat (an optional extra) for it.
+_PHASICS_TAGS = (61238, 61242, 61243)
+
+
+def _is_phasics_tiff(p: Path) -> bool:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            return len(tif.pages) == 3 and all(t in tif.pages[0].tags for t in _PHASICS_TAGS)
+    except Exception:  # noqa: BLE001 - not a readable TIFF: read_image reports it
+        return False
+
+
+def is_qpi_file(path: str | os.PathLike) -> bool:
+    """True for a file read through qpformat as phase in radians: the `QPI_SUFFIXES`, and a
+    Phasics SID4 TIFF export (three pages with Phasics' tags: intensity, phase in wavelengths,
+    phase in nm)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    return suffix in QPI_SUFFIXES or (suffix in _TIFF_SUFFIXES and p.is_file() and _is_phasics_tiff(p))
 
 
 def _qpformat_data(p: Path):
@@ -95,15 +119,32 @@ def _qpformat_data(p: Path):
 
     with warnings.catch_warnings():  # qpformat's GPU back-ends announce themselves as missing
         warnings.simplefilter("ignore", UserWarning)
-        return qpformat.load_data(str(p))
+        try:
+            return qpformat.load_data(str(p))
+        except BaseException as exc:  # qpformat's Phasics error derives from BaseException
+            if type(exc).__name__ != "LoadTifPhasicsError":
+                raise
+            raise InputImageError(f"{p}: this Phasics TIFF does not store its wavelength, which turns its "
+                                  "optical path into phase; export it again with the wavelength set "
+                                  "(Phasics software: analysis settings, lambda)") from None
+
+
+def _plane(q) -> np.ndarray:
+    """One plane's phase; qpimage gives raw holograms as a (1, h, w) stack."""
+    pha = np.asarray(q.pha, np.float32)
+    return pha[0] if pha.ndim == 3 and pha.shape[0] == 1 else pha
 
 
 def read_qpi(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     """A QPI data file through qpformat: (phase in radians, float32 (h, w) or (n, h, w) for a
-    series; {"wavelength_nm", "pixel_size_um"} where the file stores them)."""
+    series; {"wavelength_nm", "pixel_size_um"} where the file stores them).
+
+    Raw off-axis holograms (qpformat's HDF5 with `imaging_modality` "off-axis holography") are
+    reconstructed by qpretrieve with its defaults (the +1 sideband, a disk filter); a Phasics
+    TIFF's phase comes from its phase-in-wavelengths page and its stored wavelength."""
     p = Path(path)
     ds = _qpformat_data(p)
-    planes = [np.asarray(ds.get_qpimage(i).pha, np.float32) for i in range(len(ds))]
+    planes = [_plane(ds.get_qpimage(i)) for i in range(len(ds))]
     meta = dict(getattr(ds, "meta_data", {}) or {})
     if not meta and planes:
         q = ds.get_qpimage(0)
@@ -174,8 +215,8 @@ def select_channel(arr: np.ndarray, axes: str, names: list[str], channel, p: Pat
 def read_image(path: str | os.PathLike, channel=None) -> np.ndarray:
     """Read one image file as a numpy array of its stored dtype.
 
-    TIFF is read with tifffile, QPI data files (`QPI_SUFFIXES`: qpimage HDF5, numpy) with
-    qpformat as phase in radians (`read_qpi`), PNG/JPEG with imageio.v3 (a palette PNG gives its palette
+    TIFF is read with tifffile, QPI data files (`is_qpi_file`: qpimage HDF5, raw holograms in
+    qpformat's HDF5, numpy, Phasics TIFF) with qpformat as phase in radians (`read_qpi`), PNG/JPEG with imageio.v3 (a palette PNG gives its palette
     indices, as label masks are often saved). Singleton dimensions are squeezed down to 2D,
     so a (1, h, w) TIFF gives (h, w) and a 1x1 image stays (1, 1). An RGB/RGBA image (last axis 3 or 4) whose R, G and B
     channels are equal (a grey image saved as RGB, like the study's original PNGs) gives
@@ -196,7 +237,7 @@ def read_image(path: str | os.PathLike, channel=None) -> np.ndarray:
     if not p.is_file():
         raise InputImageError(f"{p}: no such file")
     try:
-        if suffix in QPI_SUFFIXES:
+        if is_qpi_file(p):
             arr = read_qpi(p)[0]
         elif suffix in _TIFF_SUFFIXES:
             import tifffile

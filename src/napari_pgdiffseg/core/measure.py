@@ -194,9 +194,9 @@ def read_calibration(path) -> Calibration | None:
     from pathlib import Path
 
     path = Path(path)
-    from .files import QPI_SUFFIXES
+    from .files import is_qpi_file
 
-    if path.suffix.lower() in QPI_SUFFIXES:  # qpformat stores both
+    if is_qpi_file(path):  # qpformat stores both
         from .errors import InputImageError
         from .files import read_qpi
 
