@@ -8,6 +8,9 @@ import csv
 import numpy as np
 import pytest
 
+from qtpy.QtCore import Qt
+
+from napari_pgdiffseg._widgets._cell_table import KEY_ROLE
 from widget_helpers import SEGMENT, fast_settings, open_widget, wait_idle
 
 
@@ -149,7 +152,24 @@ def test_a_time_lapse_stack_gets_a_tracks_layer(make_napari_viewer, tiny_bundle_
     assert tracks._type_string == "tracks" and set(tracks.data[:, 1]) <= {0, 1, 2}
     assert f"tracks: {len(s['tracks'])} cells followed over 3 frames" in w.summary.value
     assert "viability (%)" in [a.get_ylabel() for a in w.cell_plot.figure.axes]  # viability over time
+    # the track table: one row per track, sortable, a selected row moves the time slider to its frame
+    assert w.track_table_button.enabled
+    w.track_table_button.native.click()
+    table = viewer.window.dock_widgets["PG-DiffSeg tracks"]
+    assert table.model.rowCount() == len(s["tracks"])
+    table.view.sortByColumn(table.columns.index("frames"), Qt.SortOrder.DescendingOrder)
+    frames = table.sorted_column("frames")
+    assert frames == sorted(frames, reverse=True) and frames[0] <= 3
+    first = next(t for t in s["tracks"] if t["first_frame"] == 1 and not t["dead_from_frame"])
+    viewer.dims.set_point(0, 2)
+    assert viewer.dims.current_step[0] == 2
+    for i in range(table.proxy.rowCount()):  # select the track's row as a user would
+        if table.proxy.index(i, 0).data(KEY_ROLE) == first["track_id"]:
+            table.view.selectRow(i)
+    assert viewer.dims.current_step[0] == 0 and table.selected_key() == first["track_id"]
+    y, x = next((r[2], r[3]) for r in tracks.data if r[0] == first["track_id"] and r[1] == 0)
+    assert viewer.camera.center[-2:] == pytest.approx((y, x))
     w.time_lapse.value = False  # a plain stack: no tracks
     w.run_button.native.click()
     wait_idle(qtbot, w)
-    assert "tracks" not in w.last_outcome.summary
+    assert "tracks" not in w.last_outcome.summary and not w.track_table_button.enabled

@@ -313,12 +313,15 @@ class SegmentWidget(RunWidget):
         self.cell_table_button = PushButton(text="Cell table", enabled=False, tooltip=tooltip("cell_table"))
         self.save_cells_button.changed.connect(self._ask_save_cells)
         self.cell_table_button.changed.connect(self.show_cell_table)
+        self.track_table_button = PushButton(text="Track table", enabled=False, tooltip=tooltip("track_table"))
+        self.track_table_button.changed.connect(self.show_track_table)
         self.add_training_button = PushButton(text="Add to training set", enabled=False,
                                               tooltip=tooltip("add_to_training"))
         self.add_training_button.changed.connect(self._add_to_training)
         saves = Container(widgets=[self.save_labels_button, self.save_table_button, self.save_cells_button],
                           layout="horizontal", labels=False, label="")
-        more = Container(widgets=[self.cell_table_button, self.add_training_button], layout="horizontal",
+        more = Container(widgets=[self.cell_table_button, self.track_table_button, self.add_training_button],
+                         layout="horizontal",
                          labels=False, label="")
         more.margins = (0, 0, 0, 0)
         saves.margins = (0, 0, 0, 0)
@@ -417,6 +420,7 @@ class SegmentWidget(RunWidget):
             show_info(f"PG-DiffSeg: {self.kept_note}")
         self.last_outcome = outcome
         self.last_outcome_bundle = self._running_bundle
+        self.track_table_button.enabled = bool(outcome.summary.get("tracks")) and self._tracks_layer() is not None
         cells = outcome.summary.get("cells") or []
         self.cell_plot.setVisible(bool(cells))
         if cells:
@@ -576,6 +580,24 @@ class SegmentWidget(RunWidget):
         if not rows:
             return None
         return show_cell_table(self.viewer, rows, layers, self.last_outcome.source)
+
+    def _tracks_layer(self):
+        """The last run's Tracks layer, or None."""
+        if self.last_outcome is None:
+            return None
+        name = f"{self.last_outcome.source} pgdiffseg tracks"
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def show_track_table(self, *_):
+        """The track table dock (`_cell_table.TrackTable`) with the last time-lapse run's tracks:
+        sorting, and a selected row moves the time slider to the frame the cell dies. Returns it."""
+        from ._cell_table import show_track_table
+
+        layer = self._tracks_layer()
+        tracks = self.last_outcome.summary.get("tracks", []) if self.last_outcome is not None else []
+        if layer is None or not tracks:
+            return None
+        return show_track_table(self.viewer, tracks, layer.name, self.last_outcome.source)
 
     def _ask_save_cells(self, *_) -> None:
         self._ask_and_save("Save cells", "CSV (*.csv)", f"{self.last_outcome.source}_cells.csv", self.save_cells)

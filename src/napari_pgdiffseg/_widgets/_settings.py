@@ -107,6 +107,8 @@ TOOLTIPS: dict[str, str] = {
     "save_cells": "write one row per cell (class, area, centroid, phase, dry mass) as CSV",
     "cell_table": "open the table of the cells (one row each): click a column to sort, select a row to select "
                   "the cell in the viewer and centre it; picking a cell in its layer selects its row",
+    "track_table": "open the table of the tracks of a time-lapse run: click a column to sort (e.g. by the frame "
+                   "a cell dies), select a row to go to that frame and centre the cell",
     "compute": "compute the starting noise of every ticked strategy on the chosen region",
     "show_layers": "add the noise and its Canny edges of the selected rows (all rows if none) as layers",
 }
