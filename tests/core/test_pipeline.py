@@ -158,8 +158,9 @@ def test_half_precision_autocast_runs_on_cpu_and_keeps_float32_outputs(tiny_bund
 
     from napari_pgdiffseg.core.engine import autocast_dtype
 
-    assert autocast_dtype("auto", torch.device("cpu")) is None
     assert autocast_dtype("auto", torch.device("cuda")) == torch.float16
+    assert autocast_dtype("float32", torch.device("cpu")) is None
+    assert autocast_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
     full = segment(frame_300x200, tiny_bundle, replace(fast_config, precision="float32", return_scores=True))
     # Networks in half precision, DDIM and blending in float32: scores stay close (the tiny
     # untrained networks amplify rounding; float16 keeps 3 more mantissa bits than bfloat16).
@@ -171,6 +172,25 @@ def test_half_precision_autocast_runs_on_cpu_and_keeps_float32_outputs(tiny_bund
         assert (half.labels == full.labels).mean() > 0.85
     with pytest.raises(ConfigError, match="precision must be one of auto, float32, bfloat16, float16"):
         replace(fast_config, precision="fp8")
+
+
+def test_auto_precision_is_bfloat16_only_on_cpus_that_compute_it_natively(monkeypatch):
+    import torch
+
+    from napari_pgdiffseg.core import devices, engine
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
+    assert engine.autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    assert engine.autocast_dtype("auto", cpu) is None
+    assert engine.autocast_dtype("auto", torch.device("mps")) is None
+    # The switch that turns it off, whatever the CPU has.
+    monkeypatch.setenv("PGDIFFSEG_NO_BF16", "1")
+    assert devices.cpu_has_native_bf16() is False
+    monkeypatch.delenv("PGDIFFSEG_NO_BF16")
+    assert devices.cpu_has_native_bf16() == bool(
+        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def _hot_pixel_frames():

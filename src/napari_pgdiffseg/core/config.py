@@ -70,8 +70,9 @@ class SegmentConfig:
     # (benchmarks/speed.py). "off" (default) batches tiles; "auto" = on for CPUs, off for GPUs.
     batch_invariant: str = "off"
     flips: int = 1
-    # "auto": float16 autocast on CUDA (the networks; DDIM and blending stay float32), float32
-    # elsewhere; "bfloat16"/"float16" ask for autocast on any device, "float32" for none.
+    # "auto": float16 autocast on CUDA (the networks; DDIM and blending stay float32), bfloat16
+    # autocast on CPUs with native bfloat16 (AVX512-BF16 / AMX), float32 elsewhere;
+    # "bfloat16"/"float16" ask for autocast on any device, "float32" for none.
     precision: str = "auto"
     # CPU threads of the networks (torch intra-op threads) during the run; 0: torch's default
     # (one per core). On a machine busy with other work fewer threads than cores run faster.
@@ -153,7 +154,7 @@ SETTINGS_HELP = {
     "return_scores": "keep the per-class scores (not written by the CLI)",
     "batch_invariant": "one tile per network call, so labels do not depend on tile_batch (about 1.15x the time "
                        "on a CPU): on, off, or auto (on for CPUs, off for GPUs)",
-    "precision": "network precision: auto (float16 on CUDA, float32 on CPUs), float32, bfloat16 or float16",
+    "precision": "network precision: auto (float16 on CUDA, bfloat16 on CPUs with native bfloat16, else float32), float32, bfloat16 or float16",
     "threads": "CPU threads for the networks (0 = automatic, one per core; fewer can be faster on a busy machine)",
     "flips": "test-time augmentation: also segment the image mirrored (2: left-right, 4: and up-down, "
              "8: and transposed) and average; costs that many times the time",

@@ -41,6 +41,19 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so that oneDNN runs
+    bfloat16 convolutions faster than float32 ones. torch has no public query for it; these
+    are the checks its own CPU kernels dispatch on. PGDIFFSEG_NO_BF16=1 answers no."""
+    if os.environ.get("PGDIFFSEG_NO_BF16", "") not in ("", "0"):
+        return False
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except AttributeError:  # another torch: no such query, assume float32
+        return False
+
+
 _threads_lock = threading.Lock()
 
 

@@ -29,6 +29,7 @@ def compute_noise(
     device: str = "auto",
     tile_batch: int = 4,
     batch_invariant: str = "auto",
+    precision: str = "auto",
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
 ) -> np.ndarray:
@@ -40,6 +41,9 @@ def compute_noise(
     the bundle's tile size (no overlap: a noise is not blended, it would lose variance),
     encoder, the strategy's latent noise, channel averaging and repeat (Algorithm 1).
     An image larger than one tile is cropped, centred, to whole tiles first.
+
+    precision is `SegmentConfig.precision` (same default), so the noise is the one `segment`
+    starts from on the same machine.
 
     progress gets a `Progress` after every network evaluation (the encoder, the prior's
     inversion steps) and every tile batch; cancel is checked before each evaluation and
@@ -60,7 +64,7 @@ def compute_noise(
     # Progress counts the encoder too, so a strategy without a network still reports per batch.
     run = TileRun(len(grid), tile_batch, 1 + (noise.inversion_steps if noise.strategy == "prior" else 0),
                   progress, cancel)
-    encode, net_p, _ = diffusion_networks(bundle, dev, batch_invariant)
+    encode, net_p, _ = diffusion_networks(bundle, dev, batch_invariant, precision)
     encode, ldm_p = run.counted(encode, "encode"), run.counted(net_p, "inversion")
     scheduler = bundle.make_scheduler()
     n = bundle.n_classes

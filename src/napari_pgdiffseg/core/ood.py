@@ -94,13 +94,14 @@ def ood_message(score: float, ref: OODReference | None) -> str:
             "fits this kind of image, or fine-tune it on a few of your frames")
 
 
-def frame_features(image, bundle, overlap: int = 32, batch: int = 8) -> np.ndarray:
+def frame_features(image, bundle, overlap: int = 32, batch: int = 8, precision: str = "auto") -> np.ndarray:
     """(n_tiles, 6) latent features of a frame as `segment` computes them (same outlier
-    replacement, input scale, normalisation and tiles), from the autoencoder alone: what
-    a card's reference is made of."""
+    replacement, input scale, normalisation, tiles and encoder precision, on the CPU), from
+    the autoencoder alone: what a card's reference is made of."""
     import torch
 
-    from .models import DOWNSAMPLE_FACTOR, encode_latents
+    from .engine import diffusion_networks
+    from .models import DOWNSAMPLE_FACTOR
     from .preprocess import check_frame, replace_outliers, rescale_frame
     from .source import FrameSource
     from .tiling import TileGrid
@@ -114,9 +115,10 @@ def frame_features(image, bundle, overlap: int = 32, batch: int = 8) -> np.ndarr
     grid = TileGrid(source.shape[0], source.shape[1], card.tile_size, overlap, DOWNSAMPLE_FACTOR)
     t = grid.tile
     origins = grid.origins()
+    encode = diffusion_networks(bundle, torch.device("cpu"), "off", precision)[0]
     out = []
     with torch.inference_mode():
         for i in range(0, len(origins), batch):
             tiles = np.stack([source.tile(y, x, t)[None] for y, x in origins[i:i + batch]])
-            out.append(latent_features(encode_latents(bundle.autoencoder, torch.from_numpy(tiles))))
+            out.append(latent_features(encode(torch.from_numpy(tiles))))
     return np.concatenate(out)
