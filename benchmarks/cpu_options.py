@@ -39,11 +39,12 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fast_default import child_json  # benchmarks/ is on sys.path when run as a script
 
 HERE = Path(__file__).resolve().parent
 MARK = "PGDIFFSEG_CPU_OPTIONS "
@@ -311,12 +312,9 @@ def main(argv=None) -> int:
     print(f"# CPU options: seconds per real frame at the fast default ({platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, {time.strftime('%Y-%m-%d')})\n")
     for model in args.models:
-        results = []
-        for th in args.threads:
-            cmd = [sys.executable, __file__, "--data", args.data, "--repeats", str(args.repeats),
-                   "--child", model, str(th)] + (["--skip", *args.skip] if args.skip else [])
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            results.append(json.loads(next(ln for ln in out.splitlines() if ln.startswith(MARK))[len(MARK):]))
+        skip = ["--skip", *args.skip] if args.skip else []
+        results = [child_json([sys.executable, __file__, "--data", args.data, "--repeats", str(args.repeats),
+                               "--child", model, str(th), *skip], MARK) for th in args.threads]
         r0 = results[0]
         print(f"## {model}: {r0['frame']} ({r0['shape'][0]} x {r0['shape'][1]}), its card's "
               f"{r0['steps'][0]} + {r0['steps'][1]} steps x {r0['views']} view(s)\n")

@@ -137,6 +137,13 @@ def child(model: str, data: Path, threads: int, paper: bool) -> dict:
             "fast_vs_old_pixel_agreement": agree}
 
 
+def child_json(cmd: list[str], mark: str) -> dict:
+    """Run one benchmark child process (a fresh process per thread count, so thread pools and
+    allocator state do not carry over) and return the JSON it printed after `mark`."""
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(next(ln for ln in out.splitlines() if ln.startswith(mark))[len(mark):])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE.parents[1] / "shared/data"))
@@ -154,11 +161,8 @@ def main(argv=None) -> int:
     print(f"# Fast default: seconds per real frame ({platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')})\n")
     for model in args.models:
-        results = []
-        for th in args.threads:
-            cmd = [sys.executable, __file__, "--data", args.data, "--child", model, str(th), "0" if args.no_paper else "1"]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            results.append(json.loads(next(ln for ln in out.splitlines() if ln.startswith(MARK))[len(MARK):]))
+        results = [child_json([sys.executable, __file__, "--data", args.data, "--child", model, str(th),
+                               "0" if args.no_paper else "1"], MARK) for th in args.threads]
         r0 = results[0]
         print(f"## {model}: {r0['frame']} ({r0['shape'][0]} x {r0['shape'][1]})\n")
         head = "| settings | NFE / tile | tiles | " + " | ".join(
