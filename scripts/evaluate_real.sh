@@ -11,6 +11,8 @@ DATA=${PGDIFFSEG_DATA:-../shared/data}
 set_name=${1:?hela or qpi-cells}
 # NORMALIZATION=background trains and scores each fold with that card normalisation (--normalization).
 # TIMESTEP_POWER=3 trains each fold's LDM-S with large t drawn more often (train --timestep-power).
+# LR_SCHEDULE=cosine decays each fold's LDM-S learning rate to 0 (train --lr-schedule); HELA_STEPS=N
+# sets the HeLa folds' LDM-S steps (default 1500).
 # HOLO_KIND=holo-varied / HOLO_SYNTHETIC=N: the qpi-cells folds' synthetic generator and frame count.
 # QPI_FROM=slim-viability: the qpi-cells folds start from that model (LDM-S, lr 5e-4) instead of
 # synthetic-demo, at input scale 1, as the Train widget's fine-tune does (issue 14 measured it at 2 frames).
@@ -43,7 +45,8 @@ fi
 read -r INV SAMP <<< "${STEPS:-10 10}"
 COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --prediction-type sample
         --stride 128 --baseline-steps "$BASELINE_STEPS" --baseline-crop 128 --otsu "${TABLE[@]}"
-        --inversion-steps "$INV" --sampling-steps "$SAMP" --timestep-power "${TIMESTEP_POWER:-1}" --quiet)
+        --inversion-steps "$INV" --sampling-steps "$SAMP" --timestep-power "${TIMESTEP_POWER:-1}"
+        --lr-schedule "${LR_SCHEDULE:-constant}" --quiet)
 [ -n "${NORMALIZATION:-}" ] && COMMON+=(--normalization "$NORMALIZATION")
 # shellcheck disable=SC2206
 [ -n "$FLIPS" ] && COMMON+=(--flips $FLIPS)
@@ -53,7 +56,7 @@ case "$set_name" in
     # each nucleus (at scale 1 the LDM-S trained on 128 px crops saw less than one cell).
     pgdiffseg evaluate --data "$DATA/qpi-live-dead/HeLa" --masks "$DATA/qpi-live-dead/HeLa-labels" \
       --label-map viability4 --classes background,live,dead --mask-definition nuclei \
-      --instances method=components,min_area=300 --steps-ldm-s 1500 --train-synthetic 40 --synthetic-kind slim \
+      --instances method=components,min_area=300 --steps-ldm-s "${HELA_STEPS:-1500}" --train-synthetic 40 --synthetic-kind slim \
       --input-scale 0.5 --lr-ldm 5e-4 \
       "${COMMON[@]}" --out "${2:-out/eval/hela}" ;;
   qpi-cells)

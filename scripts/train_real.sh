@@ -14,6 +14,7 @@
 #                   augmentation up to SD 0.08 (other set-ups have noisier backgrounds).
 # HOLO_KIND / HOLO_SYNTHETIC: qpi-cells' synthetic generator (holo or holo-varied) and frame count.
 # TIMESTEP_POWER_SLIM / TIMESTEP_POWER_HOLO: the LDM-S timestep bias of each (train --timestep-power).
+# LR_SCHEDULE_SLIM / LR_SCHEDULE_HOLO: the LDM-S learning-rate schedule of each (train --lr-schedule).
 # The recipes are those scored by scripts/evaluate_real.sh (3-fold CV by frame); then
 #   python scripts/ship_model.py NAME out/train/NAME ... (see README) copies them into the package.
 set -euo pipefail
@@ -29,7 +30,7 @@ if [ "$ONLY" != qpi-cells ]; then
   OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-live-dead/HeLa" --masks "$DATA/qpi-live-dead/HeLa-labels" \
     --label-map viability4 --classes background,live,dead --synthetic-kind slim --steps-ldm-s 1500 \
     --input-scale 0.5 --lr-ldm 5e-4 --mask-definition nuclei --modality "SLIM phase, 8-bit (HeLa/CHO, Hu et al. 2022)" \
-    --instances method=components,min_area=300 --timestep-power "${TIMESTEP_POWER_SLIM:-1}" "${COMMON[@]}" \
+    --instances method=components,min_area=300 --timestep-power "${TIMESTEP_POWER_SLIM:-1}" --lr-schedule "${LR_SCHEDULE_SLIM:-constant}" "${COMMON[@]}" \
     --out "$OUT/slim-viability" > "$OUT/slim-viability.log" 2>&1 &
   PIDS+=($!)
 fi
@@ -37,7 +38,7 @@ if [ "$ONLY" != slim-viability ]; then
   OMP_NUM_THREADS=1 pgdiffseg train --data "$DATA/qpi-cells" --label-map instances --classes background,cell \
     --synthetic-kind "${HOLO_KIND:-holo-varied}" --steps-ldm-s 1200 --brightness 0.5 --contrast 0.3 --noise 0.08 \
     --mask-definition "whole cells" --modality "quantitative phase in radians (holographic QPI, e.g. Q-PHASE)" \
-    --instances method=watershed,min_distance=5,smooth=3,min_area=150 --timestep-power "${TIMESTEP_POWER_HOLO:-1}" \
+    --instances method=watershed,min_distance=5,smooth=3,min_area=150 --timestep-power "${TIMESTEP_POWER_HOLO:-1}" --lr-schedule "${LR_SCHEDULE_HOLO:-constant}" \
     "${COMMON[@]}" --synthetic "${HOLO_SYNTHETIC:-40}" --out "$OUT/qpi-cells" > "$OUT/qpi-cells.log" 2>&1 &
   PIDS+=($!)
 fi

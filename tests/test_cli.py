@@ -215,13 +215,15 @@ def test_train_input_scale_is_recorded_and_checked(tmp_path, capsys):
     assert err.count("\n") == 1 and "input_scale must be a number" in err and not (tmp_path / "bad").exists()
 
 
-def test_train_timestep_power_is_recorded_and_checked(tmp_path, capsys):
+def test_train_timestep_power_and_lr_schedule_are_recorded_and_checked(tmp_path, capsys):
     out = tmp_path / "highT"
     args = ["train", "--synthetic", "2", "--preset", "tiny", "--out", str(out), "--stages", "ldm_s",
-            "--steps-ldm-s", "2", "--crop-ldm", "64", "--batch-ldm", "2", "--device", "cpu", "--timestep-power", "3"]
+            "--steps-ldm-s", "2", "--crop-ldm", "64", "--batch-ldm", "2", "--device", "cpu", "--lr-schedule", "cosine",
+            "--timestep-power", "3"]
     assert main(args) == 0
     run = json.loads((out / "pgdiffseg.json").read_text())["provenance"]["training_runs"][-1]
     assert run["config"]["ldm_s"]["timestep_power"] == 3.0 and run["config"]["ldm_p"]["timestep_power"] == 1.0
+    assert run["config"]["ldm_s"]["lr_schedule"] == "cosine" and run["config"]["autoencoder"]["lr_schedule"] == "constant"
     capsys.readouterr()
     assert main([*args[:-1], "0", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err

@@ -107,6 +107,14 @@ def add_timestep_power_arg(p: argparse.ArgumentParser, default: float) -> None:
                         "draws at t >= 900, where few-step x0 sampling makes its segmentation")
 
 
+def add_lr_schedule_arg(p: argparse.ArgumentParser, default: str) -> None:
+    from ..core.training.diffusion import LR_SCHEDULES
+
+    p.add_argument("--lr-schedule", default=default, choices=LR_SCHEDULES,
+                   help="learning rate over the LDM stages' steps (diffusers' schedules): constant, or cosine "
+                        "decay to 0 at the last step")
+
+
 def augment_from_args(args):
     from ..core.training import Augment
 

@@ -12,6 +12,7 @@ from ._args import (
     add_card_args,
     add_data_args,
     add_model_arg,
+    add_lr_schedule_arg,
     add_timestep_power_arg,
     augment_from_args,
     card_from_args,
@@ -71,7 +72,8 @@ def _fold_trainer(args, out: Path, class_names):
         preset=args.preset, prediction_type=args.prediction_type,
         autoencoder=StageConfig(args.steps_autoencoder, 16, 64, 1e-3),
         ldm_p=StageConfig(args.steps_ldm_p, 16, 128, 2e-4),
-        ldm_s=StageConfig(args.steps_ldm_s, 16, args.crop_ldm, args.lr_ldm, timestep_power=args.timestep_power),
+        ldm_s=StageConfig(args.steps_ldm_s, 16, args.crop_ldm, args.lr_ldm, timestep_power=args.timestep_power,
+                          lr_schedule=args.lr_schedule),
         seed=args.seed, device=args.device,
     )
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
@@ -300,6 +302,7 @@ def add_parsers(sub, defaults) -> None:
     ev.add_argument("--crop-ldm", type=int, default=train.ldm_s.crop, help="LDM-S training crop in px per fold")
     ev.add_argument("--lr-ldm", type=float, default=train.ldm_s.lr, help="LDM-S learning rate per fold")
     add_timestep_power_arg(ev, train.ldm_s.timestep_power)
+    add_lr_schedule_arg(ev, train.ldm_s.lr_schedule)
     ev.add_argument("--stride", type=int, default=None, help="px between training tile origins per fold")
     ev.add_argument("--otsu", action="store_true", help="add an Otsu-threshold reference row to table2")
     add_card_args(ev)

@@ -8,6 +8,7 @@ from ..core.errors import PGDiffSegError
 from ._args import (
     add_card_args,
     add_data_args,
+    add_lr_schedule_arg,
     add_timestep_power_arg,
     augment_from_args,
     card_from_args,
@@ -62,9 +63,10 @@ def cmd_train(args) -> int:
         preset=args.preset,
         prediction_type=args.prediction_type,
         autoencoder=StageConfig(args.steps_autoencoder, args.batch_autoencoder, args.crop_autoencoder, args.lr_autoencoder),
-        ldm_p=StageConfig(args.steps_ldm_p, args.batch_ldm, args.crop_ldm, args.lr_ldm),
+        ldm_p=StageConfig(args.steps_ldm_p, args.batch_ldm, args.crop_ldm, args.lr_ldm,
+                          lr_schedule=args.lr_schedule),
         ldm_s=StageConfig(args.steps_ldm_s, args.batch_ldm, args.crop_ldm, args.lr_ldm,
-                          timestep_power=args.timestep_power),
+                          timestep_power=args.timestep_power, lr_schedule=args.lr_schedule),
         seed=args.seed,
         device=args.device,
         mixed_precision=args.mixed_precision,
@@ -184,6 +186,7 @@ def add_parsers(sub, defaults) -> None:
     tr.add_argument("--lr-autoencoder", type=float, default=train.autoencoder.lr)
     tr.add_argument("--lr-ldm", type=float, default=train.ldm_s.lr)
     add_timestep_power_arg(tr, train.ldm_s.timestep_power)
+    add_lr_schedule_arg(tr, train.ldm_s.lr_schedule)
     tr.add_argument("--seed", type=int, default=train.seed)
     tr.add_argument("--device", default=train.device, help=device_help)
     tr.add_argument("--mixed-precision", default=train.mixed_precision, choices=MIXED_PRECISION,

@@ -223,3 +223,44 @@ def test_fine_tuning_drops_the_parents_unlike_the_training_data_reference(data, 
     parent.card = replace(parent.card, ood=OODReference((0.0,) * 6, (1.0,) * 6, 3.0, 2.0, "parent").to_dict())
     train_bundle(_cfg(prediction_type="sample"), unl, lab, tmp_path / "b", stages=("ldm_s",), start_from=parent)
     assert load_bundle(tmp_path / "b").card.ood == {}  # it described the parent's images
+
+
+def _record_lr(monkeypatch):
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def recording(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    return seen
+
+
+def test_cosine_lr_schedule_decays_to_zero_and_resumes_at_its_step(data, tmp_path, monkeypatch):
+    import threading
+
+    from napari_pgdiffseg.core.training import TrainControl
+    from napari_pgdiffseg.core.errors import TrainingCancelled
+
+    with pytest.raises(ConfigError, match="lr_schedule must be one of constant, cosine, got 'linear'"):
+        StageConfig(10, lr_schedule="linear")
+    unl, lab, _ = data
+    seen = _record_lr(monkeypatch)
+    cfg = TrainConfig(preset="tiny", autoencoder=StageConfig(0), ldm_p=StageConfig(0), device="cpu",
+                      ldm_s=StageConfig(4, 2, 64, lr=1e-3, lr_schedule="cosine"), checkpoint_every=1)
+    # cosine over 4 steps: lr * (1 + cos(pi k / 4)) / 2 at steps k = 0..3
+    want = [1e-3 * (1 + np.cos(np.pi * k / 4)) / 2 for k in range(4)]
+    cancel = threading.Event()
+    control = TrainControl(cancel=cancel, on_step=lambda r: cancel.set() if r.step == 2 else None)
+    with pytest.raises(TrainingCancelled):
+        train_bundle(cfg, unl, lab, tmp_path / "b", stages=("ldm_s",), control=control)
+    assert np.allclose(seen, want[:2])
+    train_bundle(cfg, unl, lab, tmp_path / "b", stages=("ldm_s",))  # resumes at step 2
+    assert np.allclose(seen, want)  # the resumed run goes on down the same curve
+    card = json.loads((tmp_path / "b" / "pgdiffseg.json").read_text())
+    assert card["provenance"]["training_runs"][-1]["config"]["ldm_s"]["lr_schedule"] == "cosine"
+    seen.clear()
+    train_bundle(TrainConfig(preset="tiny", autoencoder=StageConfig(0), ldm_p=StageConfig(0), device="cpu",
+                             ldm_s=StageConfig(3, 2, 64, lr=1e-3)), unl, lab, tmp_path / "c", stages=("ldm_s",))
+    assert seen == [1e-3] * 3  # the default stays constant (earlier bundles retrain the same)

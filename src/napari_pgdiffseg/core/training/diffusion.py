@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ STAGES = ("autoencoder", "ldm_p", "ldm_s")
 PREDICTION_TYPES = ("epsilon", "sample")
 #: accelerate's mixed-precision modes.
 MIXED_PRECISION = ("no", "fp16", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class StageConfig:
     # against 10 %). An x0-predicting LDM-S sampled in few DDIM steps from t = T - 1 makes
     # its segmentation in the first, noisiest steps, which uniform t trains on 1 draw in 10.
     timestep_power: float = 1.0
+    # Learning-rate schedule over the stage's steps, from diffusers.optimization: "constant"
+    # (earlier bundles, bit-identical) or "cosine" (decays to 0 at the last step, so the last
+    # weights are not one noisy point of a constant-lr walk; see the README's HeLa probes).
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -69,6 +75,9 @@ class StageConfig:
                                                           and 0.25 <= self.timestep_power <= 10):
             raise ConfigError(f"a stage's timestep_power must be a number in [0.25, 10] (1 = uniform t), "
                               f"got {self.timestep_power!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"a stage's lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                              f"got {self.lr_schedule!r}")
 
 
 @dataclass(frozen=True)
@@ -212,6 +221,15 @@ def _fit(
     if ckpt is not None and ckpt.exists():
         step, losses, done_seconds = ckpt.load(model, opt)
         log(f"{stage}: resumed from {ckpt.dir} at step {step}")
+    from diffusers.optimization import get_scheduler
+
+    # Not passed to accelerator.prepare: it steps once per loop step on every process, as the
+    # optimiser's step count does; a resumed run winds it forward to its step (pure arithmetic).
+    sched = get_scheduler(scfg.lr_schedule, opt, num_warmup_steps=0, num_training_steps=max(scfg.steps, 1))
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(step):
+            sched.step()
     ema = None
     if scfg.ema_decay:
         from diffusers.training_utils import EMAModel
@@ -254,6 +272,7 @@ def _fit(
             accelerator.backward(loss)
             opt.step()
             opt.zero_grad(set_to_none=True)
+        sched.step()
         if ema is not None:
             ema.step(accelerator.unwrap_model(model).parameters())
         step += 1
