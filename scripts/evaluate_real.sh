@@ -24,11 +24,14 @@ ROWS=("Otsu threshold (reference)" "U-Net (ResNet-18)" "Random x1" "Random x5" "
 # ONLY_PRIOR=1 keeps just the Prior rows: rerun on folds already trained (their checkpoints
 # are complete, so nothing is trained again; with BASELINE_STEPS=0) to add the flips rows side by side.
 FLIPS=${FLIPS:-}
+# SAMPLING_FLIPS="8" adds "Prior x1, N sampling views" (segment --flips N --flip-scope sampling).
+SAMPLING_FLIPS=${SAMPLING_FLIPS:-}
 [ "${ONLY_PRIOR:-0}" = 1 ] && ROWS=("Prior x1")
 # ONLY_UNET=1 (with BASELINE_STEPS > 0): just the U-Net and Prior x1 rows, on folds whose
 # LDM-S is already trained (only the U-Nets are trained).
 [ "${ONLY_UNET:-0}" = 1 ] && ROWS=("U-Net (ResNet-18)" "Prior x1")
 for f in $FLIPS; do ROWS+=("Prior x1, $f views"); done
+for f in $SAMPLING_FLIPS; do ROWS+=("Prior x1, $f sampling views"); done
 TABLE=(--tables table2 --methods "${ROWS[@]}")
 # NFE=1 (with BASELINE_STEPS=0, on folds already trained): evaluate's quality-against-NFE
 # table (--tables nfe) at 10/5/2/1 sampling and inversion steps instead of Table 2 (not yet
@@ -50,6 +53,8 @@ COMMON=(--folds 3 --train-folds --start-from synthetic-demo --stages ldm_s --pre
 [ -n "${NORMALIZATION:-}" ] && COMMON+=(--normalization "$NORMALIZATION")
 # shellcheck disable=SC2206
 [ -n "$FLIPS" ] && COMMON+=(--flips $FLIPS)
+# shellcheck disable=SC2206
+[ -n "$SAMPLING_FLIPS" ] && COMMON+=(--sampling-flips $SAMPLING_FLIPS)
 case "$set_name" in
   hela)
     # Input scale 0.5: a 256 px tile sees 512 px of the 832 px frame, the whole cell around

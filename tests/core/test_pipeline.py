@@ -155,6 +155,72 @@ def test_more_flips_keep_shapes_on_a_non_square_frame(tiny_bundle, fast_config, 
     assert 0.0 <= r.agreement.min() and r.agreement.max() <= 1.0
 
 
+def test_latent_views_are_the_frame_views_on_tensors_and_invert():
+    import torch
+
+    from napari_pgdiffseg.core.pipeline import _LATENT_VIEWS, FLIP_VIEWS
+
+    a = np.arange(2 * 5 * 5, dtype=np.float32).reshape(2, 5, 5)
+    assert len(_LATENT_VIEWS) == len(FLIP_VIEWS) == 8
+    seen = set()
+    for (fwd, back), (npf, npb) in zip(_LATENT_VIEWS, FLIP_VIEWS):
+        out = fwd(torch.from_numpy(a)).numpy()
+        np.testing.assert_array_equal(out, npf(a))
+        np.testing.assert_array_equal(back(torch.from_numpy(out)).numpy(), a)
+        seen.add(out.tobytes())
+    assert len(seen) == 8  # the 8 distinct symmetries of the square
+
+
+def test_sampling_views_encode_and_invert_once(tiny_bundle, fast_config, frame_300x200):
+    cfg = replace(fast_config, return_scores=True, noise_metrics=False)
+    plain = segment(frame_300x200, tiny_bundle, cfg)
+    one = segment(frame_300x200, tiny_bundle, replace(cfg, flip_scope="sampling"))
+    np.testing.assert_array_equal(one.labels, plain.labels)  # one view: the scope changes nothing
+    events = []
+    calls = {"encode": 0}
+    encoder = tiny_bundle.autoencoder.encoder
+    forward = encoder.forward
+
+    def counting(*a, **k):
+        calls["encode"] += 1
+        return forward(*a, **k)
+
+    encoder.forward = counting
+    try:
+        r = segment(frame_300x200, tiny_bundle, replace(cfg, flips=8, flip_scope="sampling"), progress=events.append)
+    finally:
+        del encoder.forward
+    batches = -(-plain.n_tiles // fast_config.tile_batch)
+    assert calls["encode"] == batches  # once per tile batch, not once per view
+    assert r.nfe == fast_config.inversion_steps + 8 * fast_config.sampling_steps
+    assert r.nfe == replace(cfg, flips=8, flip_scope="sampling").nfe_per_tile()
+    assert events[-1].evals_done == events[-1].evals_total == batches * r.nfe
+    assert events[-1].tiles_done == events[-1].tiles_total == plain.n_tiles
+    np.testing.assert_array_equal(r.noise, plain.noise)
+    assert r.labels.shape == r.agreement.shape == frame_300x200.shape and r.scores.shape[1:] == frame_300x200.shape
+    with pytest.raises(ConfigError, match="flip_scope must be one of pipeline, sampling"):
+        replace(cfg, flip_scope="latent")
+
+
+def test_sampling_views_agree_with_whole_pipeline_views_for_a_trained_model():
+    """With the shipped SLIM model on a SLIM-like frame, mirroring only what LDM-S sees gives
+    nearly the labels of mirroring the whole pipeline (its encoder and LDM-P are close to
+    equivariant after training on all 8 symmetries)."""
+    from napari_pgdiffseg.core.bundle import load_model
+    from napari_pgdiffseg.core.config import model_config
+    from napari_pgdiffseg.core.synthetic_real import SlimConfig, make_slim_frame
+
+    frame = np.asarray(make_slim_frame(7, SlimConfig(shape=(512, 512)))[0], np.float32)
+    bundle = load_model("slim-viability")
+    cfg = model_config(bundle.card, flips=8, inversion_steps=1, sampling_steps=1, device="cpu", precision="float32")
+    whole = segment(frame, bundle, replace(cfg, flip_scope="pipeline"))
+    sampled = segment(frame, bundle, replace(cfg, flip_scope="sampling"))
+    assert whole.nfe == 16 and sampled.nfe == 9
+    assert (whole.labels == sampled.labels).mean() > 0.98
+    fg_w, fg_s = whole.labels > 0, sampled.labels > 0
+    assert (fg_w & fg_s).sum() / max((fg_w | fg_s).sum(), 1) > 0.85
+
+
 def test_bad_flips_are_refused_before_any_work(tiny_bundle, fast_config, frame_300x200):
     with pytest.raises(ConfigError, match="flips must be one of 1, 2, 4, 8"):
         segment(frame_300x200, tiny_bundle, replace(fast_config, flips=3))

@@ -390,6 +390,8 @@ class SettingsWidget(Container):
         self.ensemble = SpinBox(label="ensemble k", min=1, max=64, tooltip=tooltip("ensemble"))
         self.flips = ComboBox(label="mirrored views", tooltip=tooltip("flips"), choices=[
             ("1 (off)", 1), ("2 (left-right)", 2), ("4 (+ up-down)", 4), ("8 (+ transposed)", 8)])
+        self.flip_scope = ComboBox(label="views repeat", tooltip=tooltip("flip_scope"), choices=[
+            ("the whole pipeline", "pipeline"), ("the sampling only", "sampling")])
         self.tile_size = text_label(label="tile size", tooltip=tooltip("tile_size"))
         self.overlap = SpinBox(label="tile overlap", min=0, max=1024, step=4, tooltip=tooltip("overlap"))
         self.tile_batch = SpinBox(label="tile batch", min=1, max=256, tooltip=tooltip("tile_batch"))
@@ -409,7 +411,8 @@ class SettingsWidget(Container):
             self._config_widgets.update({
                 "strategy": self.strategy, "inversion_steps": self.inversion_steps, "forward_t": self.forward_t,
                 "renormalise": self.renormalise, "mix": self.mix, "sampling_steps": self.sampling_steps,
-                "ensemble": self.ensemble, "flips": self.flips, "overlap": self.overlap, "tile_batch": self.tile_batch,
+                "ensemble": self.ensemble, "flips": self.flips, "flip_scope": self.flip_scope,
+                "overlap": self.overlap, "tile_batch": self.tile_batch,
                 "noise_metrics": self.noise_metrics,
             })
         self.sampling = sampling
@@ -420,7 +423,8 @@ class SettingsWidget(Container):
         self._advanced = [self.seed]
         if sampling:
             self._advanced = [self.strategy, self.inversion_steps, self.forward_t, self.renormalise, self.mix,
-                              self.sampling_steps, self.ensemble, self.flips, self.tile_size, self.overlap,
+                              self.sampling_steps, self.ensemble, self.flips, self.flip_scope, self.tile_size,
+                              self.overlap,
                               self.tile_batch, self.seed, self.noise_metrics]
             shown += [self.speed, self.advanced]
         shown += self._advanced + [self.message, self.note]

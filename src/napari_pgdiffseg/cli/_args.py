@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.errors import PGDiffSegError
 from ..core.noise import STRATEGIES
-from ..core.config import DEFAULT_SPEED, FLIPS, SETTINGS_HELP, SPEED_PRESETS, SegmentConfig, model_config
+from ..core.config import DEFAULT_SPEED, FLIP_SCOPES, FLIPS, SETTINGS_HELP, SPEED_PRESETS, SegmentConfig, model_config
 from ..core.engine import BATCH_INVARIANT_CHOICES, PRECISIONS
 
 
@@ -30,7 +30,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             choices = {"strategy": STRATEGIES, "batch_invariant": BATCH_INVARIANT_CHOICES, "flips": FLIPS,
-                       "precision": PRECISIONS}
+                       "flip_scope": FLIP_SCOPES, "precision": PRECISIONS}
             kw = {"choices": choices[f.name]} if f.name in choices else {}
             p.add_argument(flag, type=type(default), default=None, help=text, **kw)
 

@@ -164,7 +164,7 @@ def cmd_evaluate(args) -> int:
     def all_rows(predict):
         rows = method_tables(args.inversion_steps, args.sampling_steps, base, baseline=predict,
                              nfe_sampling=args.nfe_sampling, nfe_inversion=args.nfe_inversion, mix=args.mix,
-                             otsu=args.otsu, flips=args.flips)
+                             otsu=args.otsu, flips=args.flips, sampling_flips=args.sampling_flips)
         return [(t, m) for t in tables for m in rows[t]]
 
     def methods_for(predict):
@@ -318,6 +318,9 @@ def add_parsers(sub, defaults) -> None:
     ev.add_argument("--mix", type=float, default=0.5, help="lambda of the mixed-noise variant")
     ev.add_argument("--flips", type=int, nargs="*", default=[], choices=FLIPS,
                     help="add table2 rows 'Prior x1, N views': test-time mirrored views (segment --flips)")
+    ev.add_argument("--sampling-flips", type=int, nargs="*", default=[], choices=FLIPS,
+                    help="add table2 rows 'Prior x1, N sampling views': the views of the sampling alone "
+                         "(segment --flips N --flip-scope sampling)")
     ev.add_argument("--tile-batch", type=int, default=8)
     ev.add_argument("--device", default="cpu", help=device_help)
     ev.add_argument("--seed", type=int, default=0)

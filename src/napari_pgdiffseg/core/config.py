@@ -18,6 +18,10 @@ from .noise import NoiseConfig, check_steps
 __all__ = ["DEFAULT_SPEED", "FLIPS", "SETTINGS_HELP", "SPEED_PRESETS", "SegmentConfig", "model_config"]
 
 FLIPS = (1, 2, 4, 8)
+#: What a mirrored view repeats: "pipeline" (the whole pipeline on the mirrored frame: encoder,
+#: DDIM inversion and sampling per view) or "sampling" (the frame is encoded and its prior
+#: inverted once; the latent and the noise are mirrored and only LDM-S sampling runs per view).
+FLIP_SCOPES = ("pipeline", "sampling")
 
 #: Speed/quality presets by name (`--speed`, the widgets' "speed" choice): the
 #: settings each puts over the model card's own. "fast" (the default) is the card's settings,
@@ -43,7 +47,9 @@ class SegmentConfig:
     return_scores keeps the blended (n, H, W) class scores (n x 4 bytes per pixel).
     flips: test-time augmentation, segmenting the frame also mirrored (2: left-right; 4:
     and up-down; 8: and transposed) and averaging the votes and scores mapped back
-    (`FLIP_VIEWS`); costs `flips` times the time.
+    (`FLIP_VIEWS`); costs `flips` times the time. flip_scope "sampling" mirrors only what
+    LDM-S sees (the latent and the prior noise of one encoding and inversion), so a view costs
+    the sampling steps alone.
     """
 
     strategy: str = "prior"
@@ -70,6 +76,7 @@ class SegmentConfig:
     # (benchmarks/speed.py). "off" (default) batches tiles; "auto" = on for CPUs, off for GPUs.
     batch_invariant: str = "off"
     flips: int = 1
+    flip_scope: str = "pipeline"
     # "auto": float16 autocast on CUDA (the networks; DDIM and blending stay float32), bfloat16
     # autocast on CPUs with native bfloat16 (AVX512-BF16 / AMX), float32 elsewhere;
     # "bfloat16"/"float16" ask for autocast on any device, "float32" for none.
@@ -102,6 +109,8 @@ class SegmentConfig:
                               f"got {self.threads!r}")
         if self.flips not in FLIPS:
             raise ConfigError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {self.flips!r}")
+        if self.flip_scope not in FLIP_SCOPES:
+            raise ConfigError(f"flip_scope must be one of {', '.join(FLIP_SCOPES)}, got {self.flip_scope!r}")
         if not isinstance(self.overlap, (int, np.integer)) or self.overlap % DOWNSAMPLE_FACTOR or self.overlap < 0:
             raise ConfigError(f"overlap must be a multiple of {DOWNSAMPLE_FACTOR} px (>= 0), got {self.overlap}")
 
@@ -115,8 +124,11 @@ class SegmentConfig:
             )
 
     def nfe_per_tile(self) -> int:
-        """Network evaluations per tile: (inversion steps (prior) + k x sampling steps) x flips."""
+        """Network evaluations per tile: (inversion steps (prior) + k x sampling steps) x flips,
+        or with flip_scope "sampling" inversion steps + k x sampling steps x flips."""
         inv = self.inversion_steps if self.strategy == "prior" else 0
+        if self.flip_scope == "sampling":
+            return inv + self.ensemble * self.sampling_steps * self.flips
         return (inv + self.ensemble * self.sampling_steps) * self.flips
 
     def to_dict(self) -> dict:
@@ -158,4 +170,6 @@ SETTINGS_HELP = {
     "threads": "CPU threads for the networks (0 = automatic, one per core; fewer can be faster on a busy machine)",
     "flips": "test-time augmentation: also segment the image mirrored (2: left-right, 4: and up-down, "
              "8: and transposed) and average; costs that many times the time",
+    "flip_scope": "what each mirrored view repeats: 'pipeline' (encoder, inversion and sampling) or 'sampling' "
+                  "(one encoding and inversion, mirrored for LDM-S sampling only: a view costs the sampling steps)",
 }

@@ -70,12 +70,14 @@ def method_tables(
     mix: float = 0.5,
     otsu: bool = False,
     flips: Sequence[int] = (),
+    sampling_flips: Sequence[int] = (),
 ) -> dict[str, list[Method]]:
     """The rows of each table, at the given inversion / sampling step counts.
 
     table2: the Otsu reference (`otsu`), the U-Net baseline (when given), Random x1/x3/x5,
-        Prior x1/x3 (paper Table 2), and Prior x1 with each of `flips` mirrored views
-        (test-time augmentation, `SegmentConfig.flips`).
+        Prior x1/x3 (paper Table 2), Prior x1 with each of `flips` mirrored views
+        (test-time augmentation, `SegmentConfig.flips`) and with each of `sampling_flips`
+        views of the sampling alone (flip_scope "sampling", rows "..., N sampling views").
     table3: Random, Forward t = 0/300/600, LDM-P inversion 50/100/200 (paper Table 3).
     variants: the paper's average-and-repeat prior, renormalised, and mixed with fresh
         per-channel noise (lambda = `mix`) (design.md's pitfalls).
@@ -96,7 +98,9 @@ def method_tables(
     table2 += [Method(baseline_name, predict=baseline)] if baseline is not None else []
     table2 += [Method(f"Random x{k}", replace(rand, ensemble=k)) for k in (1, 3, 5)]
     table2 += [Method(f"Prior x{k}", replace(prior, ensemble=k)) for k in (1, 3)]
-    table2 += [Method(f"Prior x1, {f} views", replace(prior, flips=f)) for f in flips if f != 1]
+    table2 += [Method(f"Prior x1, {f} views", replace(prior, flips=f, flip_scope="pipeline")) for f in flips if f != 1]
+    table2 += [Method(f"Prior x1, {f} sampling views", replace(prior, flips=f, flip_scope="sampling"))
+               for f in sampling_flips if f != 1]
     table3 = [Method("Random", rand)] + [fwd(t) for t in (0, 300, 600)]
     table3 += [Method(f"LDM-P inversion {n}", replace(prior, inversion_steps=n)) for n in (50, 100, 200)]
     variants = [Method("Prior, average + repeat (paper)", prior),

@@ -59,6 +59,24 @@ FLIP_VIEWS: tuple[tuple[Callable, Callable], ...] = (
 )
 
 
+def _trot90(k: int):
+    return lambda x: torch.rot90(x, k, dims=(-2, -1))
+
+
+#: `FLIP_VIEWS` on torch tensors (..., h, w) of square tiles, in the same order: the views of
+#: flip_scope "sampling", applied to a tile's latent and noise and undone on LDM-S's output.
+_LATENT_VIEWS: tuple[tuple[Callable, Callable], ...] = (
+    (lambda x: x, lambda x: x),
+    (lambda x: x.flip(-1), lambda x: x.flip(-1)),
+    (lambda x: x.flip(-2), lambda x: x.flip(-2)),
+    (lambda x: x.flip(-2, -1), lambda x: x.flip(-2, -1)),
+    (lambda x: x.transpose(-1, -2), lambda x: x.transpose(-1, -2)),
+    (_trot90(1), _trot90(-1)),
+    (_trot90(-1), _trot90(1)),
+    (lambda x: x.flip(-2, -1).transpose(-1, -2), lambda x: x.flip(-2, -1).transpose(-1, -2)),
+)
+
+
 @dataclass
 class SegmentationResult:
     """What `segment` returns for one frame.
@@ -202,18 +220,20 @@ def _segment_views(image, bundle: Bundle, config: SegmentConfig, progress, cance
     model_frame = rescale_frame(frame, scale) if scale != 1.0 else frame
     votes = scores = first = None
     seconds = 0.0
-    for i, (forward, inverse) in enumerate(FLIP_VIEWS[: config.flips]):
+    # flip_scope "sampling": one pass over the tiles; `_segment` mirrors the latent and noise.
+    views = FLIP_VIEWS[: config.flips] if config.flip_scope == "pipeline" else FLIP_VIEWS[:1]
+    for i, (forward, inverse) in enumerate(views):
         kept: dict = {}
         # The noise, its metrics and NFE of a result are those of the unflipped view.
         view_config = config if i == 0 else replace(config, noise_metrics=False)
         r = _segment(np.ascontiguousarray(forward(model_frame)), bundle, view_config,
-                     _view_progress(progress, i, config.flips), cancel, None, None, kept)
+                     _view_progress(progress, i, len(views)), cancel, None, None, kept)
         v, sc = inverse(kept["votes"]), inverse(kept["scores"])
         votes, scores = (v, sc) if votes is None else (votes + v, scores + sc)
         if first is None:
             first = r
         seconds += r.seconds
-    votes, scores = votes / config.flips, scores / config.flips
+    votes, scores = votes / len(views), scores / len(views)
 
     if (H, W) != votes.shape[1:]:
         def back(a: np.ndarray) -> np.ndarray:
@@ -226,7 +246,7 @@ def _segment_views(image, bundle: Bundle, config: SegmentConfig, progress, cance
     labels[:] = refine_labels(scores, frame, refine) if refine.active else lab
     agreement[:] = agr
     return replace(first, labels=labels, agreement=agreement, scores=np.ascontiguousarray(scores)
-                   if config.return_scores else None, nfe=first.nfe * config.flips, seconds=seconds, config=config,
+                   if config.return_scores else None, nfe=first.nfe * len(views), seconds=seconds, config=config,
                    outlier_pixels=outliers + first.outlier_pixels)
 
 
@@ -256,7 +276,10 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
     lgrid = grid.scaled(DOWNSAMPLE_FACTOR)
     noise_cfg = config.noise
     inversion = config.inversion_steps if noise_cfg.strategy == "prior" else 0
-    run = TileRun(len(grid), config.tile_batch, inversion + config.sampling_steps, progress, cancel)
+    # Mirrored views of the sampling alone (flip_scope "sampling"; a "pipeline" view arrives
+    # here as its own unmirrored run with flips handled by `_segment_views`).
+    latent_views = _LATENT_VIEWS[: config.flips] if config.flip_scope == "sampling" else _LATENT_VIEWS[:1]
+    run = TileRun(len(grid), config.tile_batch, inversion + config.sampling_steps * len(latent_views), progress, cancel)
     scheduler = bundle.make_scheduler()
     encode, net_p, net_s = diffusion_networks(bundle, device, config.batch_invariant, config.precision)
     ldm_p, ldm_s = run.counted(net_p, "inversion"), run.counted(net_s, "sampling")
@@ -291,9 +314,12 @@ def _segment(image, bundle: Bundle, config: SegmentConfig, progress, cancel, lab
             start, prior = starting_noise(z, noise_cfg, n, config.seed, ids, s, ldm_p, scheduler, prior)
             starts.append(start)
         noise = torch.cat(starts)  # sample-major: (k * B, n, h, w)
-        x0 = ddim_sample(ldm_s, scheduler, noise, z.repeat(k, 1, 1, 1), config.sampling_steps)
+        zk = z.repeat(k, 1, 1, 1)
+        # view-major: (V * k * B, n, h, w), each view's x0 mapped back before it is voted on
+        x0 = torch.cat([back(ddim_sample(ldm_s, scheduler, fwd(noise), fwd(zk), config.sampling_steps))
+                        for fwd, back in latent_views])
         up = torch.nn.functional.interpolate(x0.float(), size=(t, t), mode="bilinear", align_corners=False)
-        up = up.cpu().numpy().reshape(k, len(batch), n, t, t)
+        up = up.cpu().numpy().reshape(k * len(latent_views), len(batch), n, t, t)
         noise0 = starts[0].float().cpu().numpy()
         for i, origin in enumerate(batch):
             votes = vote_counts(np.argmax(up[:, i], axis=1), n)
