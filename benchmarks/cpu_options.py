@@ -15,6 +15,9 @@ Rows (each is `segment(frame, bundle, model_config(card))`, only the networks ch
   apart, not in the row's seconds);
 - ONNX Runtime and OpenVINO: the three networks exported to ONNX (torch.onnx, batch axis
   dynamic) and run by those runtimes (float32), called where PyTorch's would be;
+- sampling views (models whose card has mirrored views): bfloat16 + channels-last with
+  flip_scope "sampling", each tile encoded and inverted once and only LDM-S run per view; the
+  other rows mirror the whole pipeline per view (flip_scope "pipeline");
 - tile = frame: one tile covering the whole (scaled) frame instead of 256 px tiles with
   32 px overlap (fewer pixels through the networks, but a tile size the model never saw).
 
@@ -187,7 +190,8 @@ def child(model: str, data: Path, threads: int, repeats: int, skip: set[str]) ->
     image_rel, truth_rel, label_map = FRAMES[model]
     frame = read_image(data / image_rel)
     truth = read_mask(data / truth_rel, label_map=label_map)
-    base_cfg = dataclasses.replace(model_config(load_model(model).card), device="cpu", precision="float32")
+    base_cfg = dataclasses.replace(model_config(load_model(model).card), device="cpu", precision="float32",
+                                   flip_scope="pipeline")
 
     def timed(bundle, cfg, make=None):
         ctx = _networks(make) if make is not None else contextlib.nullcontext()
@@ -220,6 +224,9 @@ def child(model: str, data: Path, threads: int, repeats: int, skip: set[str]) ->
     add("float32, channels-last", r, s)
     r, s, _ = timed(bundle, dataclasses.replace(base_cfg, precision="bfloat16"))
     add("**bfloat16 autocast + channels-last** (the default on CPUs with native bfloat16)", r, s)
+    if base_cfg.flips > 1:
+        r, s, _ = timed(bundle, dataclasses.replace(base_cfg, precision="bfloat16", flip_scope="sampling"))
+        add(f"bfloat16 + channels-last, {base_cfg.flips} views of the sampling only (flip_scope sampling)", r, s)
 
     if "compile" not in skip:
         cb = load_model(model)

@@ -14,7 +14,7 @@ if [ "$ONLY" != qpi-cells ]; then
 python scripts/ship_model.py slim-viability "$TRAIN/slim-viability" \
   --description "SLIM frames like the HeLa/CHO live/dead study: labels NUCLEI, live or dead. The dead class is learnt from synthetic condensed nuclei only (no public real dead labels)." \
   --training-data "LDM-S fine-tuned from synthetic-demo on the 8 labelled HeLa SLIM frames (nuclei; injured counted live) + 40 SLIM-like synthetic frames (core.synthetic_real, seed 10001), at input scale 0.5 (frames halved before tiling), lr 5e-4, 1500 steps; autoencoder + LDM-P: 140 real HeLa/CHO frames + 400 synthetic (unsupervised)" \
-  --segment '{"flips": 8, "inversion_steps": 1, "sampling_steps": 1}' \
+  --segment '{"flips": 8, "flip_scope": "sampling", "inversion_steps": 1, "sampling_steps": 1}' \
   --scores $(scores hela) --score-rows "Prior x1, 8 views" "Prior x1" "Random x5" "U-Net (ResNet-18)" \
   --scores-command "BASELINE_STEPS=0 bash scripts/evaluate_real.sh hela; ONLY_PRIOR=1 BASELINE_STEPS=0 FLIPS='2 4 8' bash scripts/evaluate_real.sh hela"
 fi
