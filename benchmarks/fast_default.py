@@ -10,6 +10,8 @@ qpi-cells: the first qpi-cells frame, 600 x 600 rad), each thread count in a fre
 - old default: 10 + 10 steps, noise SSIM/KLD on, one tile per network call (batch-invariant),
   with the card's views: what `pgdiffseg segment` ran before the fast default;
 - fast (new default): ``model_config(card)``, what `segment` runs now;
+- for a card whose views mirror the sampling only (flip_scope "sampling"): fast with the
+  views mirroring the whole pipeline, the card's setting before 2026-12-04;
 - paper: ``--speed paper`` (100 + 200 steps, one view);
 - U-Net (ResNet-18): the baseline's network (random weights: the time does not depend on
   them) over the same number of 256 px tiles, batch 8, at the model's input scale;
@@ -88,8 +90,12 @@ def child(model: str, data: Path, threads: int, paper: bool) -> dict:
     path, frame = _frame(data, model)
     rows = []
     configs = [("old default (10 + 10, noise metrics, one tile per call)",
-                model_config(card, inversion_steps=10, sampling_steps=10, noise_metrics=True, batch_invariant="on")),
+                model_config(card, inversion_steps=10, sampling_steps=10, noise_metrics=True, batch_invariant="on",
+                             flip_scope="pipeline")),
                ("**fast (new default)**", model_config(card))]
+    if model_config(card).flip_scope == "sampling" and model_config(card).flips > 1:
+        configs.append(("fast with whole-pipeline views (flip_scope pipeline, the card before 2026-12-04)",
+                        model_config(card, flip_scope="pipeline")))
     if paper:
         configs.append(("paper (100 + 200, one view)", model_config(card, "paper")))
     segment(frame[:256, :256], bundle, dataclasses.replace(configs[1][1], device="cpu"))  # warm-up
@@ -102,7 +108,9 @@ def child(model: str, data: Path, threads: int, paper: bool) -> dict:
         n_tiles = r.n_tiles if n_tiles is None else n_tiles
         nfe_run = r.nfe  # per tile, views included
         rows.append({"name": name, "nfe": nfe_run, "tiles": r.n_tiles, "s": sec,
-                     "gflop": _flops(bundle, r.n_tiles * cfg.flips, nfe_run // max(cfg.flips, 1)) / 1e9,
+                     # encoder passes: once per tile and pipeline view; U-Net forwards: r.nfe per tile
+                     "gflop": (_flops(bundle, r.n_tiles, nfe_run) if cfg.flip_scope == "sampling" else
+                               _flops(bundle, r.n_tiles * cfg.flips, nfe_run // max(cfg.flips, 1))) / 1e9,
                      "labels": r.labels})
     # U-Net baseline network on the same tiles (random weights).
     net = build_unet("resnet18", len(card.class_names)).eval()
