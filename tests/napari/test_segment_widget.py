@@ -471,6 +471,13 @@ def test_a_first_start_and_a_model_choice_show_the_models_own_settings(make_napa
     w.settings.set_bundle("qpi-cells")  # ... until another model with its own settings is chosen
     w.settings.set_bundle("slim-viability")
     assert w.settings.config().flips == card.segment["flips"]
+    # The card's views mirror the sampling only; mirroring the whole pipeline is the user's
+    # "custom" choice, and the fast preset brings the card's scope back.
+    assert w.settings.flip_scope.value == card.segment["flip_scope"] == "sampling"
+    w.settings.flip_scope.value = "pipeline"
+    assert w.settings.speed.value == "custom" and w.settings.config().flip_scope == "pipeline"
+    w.settings.speed.value = "fast"
+    assert w.settings.config() == model_config(card)
 
 
 def test_speed_preset_sets_the_diffusion_settings_shown_under_advanced(make_napari_viewer, tiny_bundle_dir):

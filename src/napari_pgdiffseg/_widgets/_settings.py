@@ -332,7 +332,7 @@ CUSTOM_SPEED = "custom"
 SPEED_CHOICES = (("fast (the model's own settings)", "fast"), ("paper: 100 + 200 steps (about 15x slower)", "paper"),
                  ("custom (see the diffusion settings)", CUSTOM_SPEED))
 #: The settings a speed preset decides (what sets the speed and quality of a run).
-SPEED_FIELDS = ("strategy", "inversion_steps", "sampling_steps", "ensemble", "flips")
+SPEED_FIELDS = ("strategy", "inversion_steps", "sampling_steps", "ensemble", "flips", "flip_scope")
 
 
 def model_card_text(card) -> str:
