@@ -354,3 +354,34 @@ def test_hyperstack_channels_are_chosen_never_taken_for_planes(bundle_dir, tmp_p
     assert main(["segment", str(d), "--out", str(tmp_path / "o2"), "--bundle", str(bundle_dir), *FAST,
                  "--channel", "dapi"]) == 1
     assert "no channel named 'dapi'" in _rows(tmp_path / "o2")["movie.ome.tif"]["status"]
+
+
+def test_train_pseudo_labels_label_the_unlabelled_frames_with_the_teacher(tmp_path, capsys, tiny_bundle_dir):
+    import tifffile
+
+    from napari_pgdiffseg.core.synthetic import SyntheticConfig, make_frame
+
+    data = tmp_path / "frames"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for i in range(3):
+        img, lab = make_frame(i, SyntheticConfig(shape=(128, 128)))
+        tifffile.imwrite(data / "images" / f"f{i}.tif", img)
+        if i == 0:
+            tifffile.imwrite(data / "masks" / f"f{i}.tif", lab)
+    out = tmp_path / "student"
+    args = ["train", "--data", str(data), "--start-from", str(tiny_bundle_dir), "--stages", "ldm_s",
+            "--steps-ldm-s", "2", "--crop-ldm", "64", "--batch-ldm", "2", "--device", "cpu",
+            "--pseudo-labels", str(tiny_bundle_dir), "--pseudo-flips", "2", "--out", str(out)]
+    assert main(args) == 0
+    assert "(2 frame(s) pseudo-labelled by" in capsys.readouterr().out
+    data_desc = json.loads((out / "pgdiffseg.json").read_text())["provenance"]["training_runs"][-1]["data"]
+    assert data_desc["pseudo_labels"]["frames"] == 2 and data_desc["pseudo_labels"]["names"] == ["f1.tif", "f2.tif"]
+    assert data_desc["pseudo_labels"]["segment"]["flips"] == 2
+    assert data_desc["pseudo_labels"]["segment"]["flip_scope"] == "sampling" and data_desc["files_with_masks"] == 1
+    for bad, text in ((["--pseudo-flips", "2"], "give the teacher with --pseudo-labels"),
+                      (["--pseudo-labels", str(tiny_bundle_dir), "--minutes", "1"], "not used by a fine-tune")):
+        base = ["train", "--data", str(data), "--start-from", str(tiny_bundle_dir), "--out", str(tmp_path / "bad")]
+        assert main([*base, *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and text in err and not (tmp_path / "bad").exists()

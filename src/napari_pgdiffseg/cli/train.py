@@ -80,16 +80,26 @@ def cmd_train(args) -> int:
     else:
         card = BundleCard(class_names=names, colors=default_colors(names))
     card = card_from_args(args, card)
+    labeller = None
+    if args.pseudo_labels:
+        from ..core.training.pseudo import pseudo_labeller
+
+        views = {} if args.pseudo_flips is None else {"flips": args.pseudo_flips, "flip_scope": "sampling"}
+        labeller = pseudo_labeller(load_model(args.pseudo_labels), **views)
+    elif args.pseudo_flips is not None:
+        raise PGDiffSegError("--pseudo-flips sets the teacher's views: give the teacher with --pseudo-labels NAME|FOLDER")
     unlabelled, labelled, desc = build_training_data(
         args.data, masks=args.masks, synthetic_frames=args.synthetic, synthetic_seed=args.synthetic_seed,
         synthetic_config=synthetic_config_from_args(args), synthetic_kind=args.synthetic_kind, label_map=label_map_from_args(args),
         n_classes=len(names), seed=args.seed, stride=args.stride, augment=augment_from_args(args),
-        input_scale=card.input_scale, normalization=card.normalization,
+        input_scale=card.input_scale, normalization=card.normalization, pseudo_labeller=labeller,
     )
     main_process = process_state(args.device).is_main_process  # one of several under `accelerate launch`
     if main_process:
         print(f"training data: {desc['tiles_unlabelled']} tiles for autoencoder/LDM-P, "
-              f"{desc['tiles_labelled']} labelled tiles for LDM-S")
+              f"{desc['tiles_labelled']} labelled tiles for LDM-S"
+              + (f" ({desc['pseudo_labels']['frames']} frame(s) pseudo-labelled by {args.pseudo_labels})"
+                 if "pseudo_labels" in desc else ""))
     provenance = {"command": "pgdiffseg " + " ".join(shlex.quote(a) for a in args.argv), "data": desc}
     _, reports = train_bundle(cfg, unlabelled, labelled, args.out, stages=stages, start_from=start,
                               pretrained_autoencoder=args.pretrained_autoencoder, provenance=provenance,
@@ -113,6 +123,9 @@ def _fine_tune(args) -> int:
                              "--start-from NAME|FOLDER (e.g. --start-from slim-viability)")
     if not args.data:
         raise PGDiffSegError("a fine-tune needs --data folders of image/mask pairs (images/ + masks/, or NAME_mask.tif)")
+    if args.pseudo_labels or args.pseudo_flips is not None:
+        raise PGDiffSegError("--pseudo-labels is not used by a fine-tune (--minutes / --holdout); train without "
+                             "--minutes / --holdout to self-train")
     if args.synthetic:
         raise PGDiffSegError("--synthetic is not used by a fine-tune (--minutes / --holdout); leave it out, or train "
                              "without --minutes")
@@ -203,6 +216,11 @@ def add_parsers(sub, defaults) -> None:
                     help="local diffusers VQModel folder (e.g. LDM vq-f4); skips the autoencoder stage")
     tr.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     tr.add_argument("--stride", type=int, default=None, help="px between training tile origins (default: the tile size)")
+    tr.add_argument("--pseudo-labels", default=None, metavar="NAME|FOLDER",
+                    help="self-training: this teacher model segments every --data frame without a mask (with its "
+                         "card's settings) and LDM-S trains on those labels too; true masks are kept")
+    tr.add_argument("--pseudo-flips", type=int, default=None, metavar="N",
+                    help="mirrored views of the sampling the teacher votes over (flip scope 'sampling'; default: its card's views)")
     ft = tr.add_argument_group("fine-tuning with a time budget and a hold-out check (as the napari Train widget)")
     ft.add_argument("--minutes", type=float, default=None, metavar="N",
                     help="fine-tune --start-from on the --data pairs for N minutes (0: no time limit, then give "

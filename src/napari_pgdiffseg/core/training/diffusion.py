@@ -530,6 +530,7 @@ def build_training_data(
     frames: FrameSet | None = None,
     input_scale: float = 1.0,
     normalization=None,
+    pseudo_labeller=None,
 ) -> tuple[TileDataset, TileDataset | None, dict]:
     """Tiles for the unsupervised stages (every frame) and for LDM-S (frames with masks).
 
@@ -541,7 +542,9 @@ def build_training_data(
     `segment` resizes frames, and synthetic frames are made at tile_size / input_scale so
     that their cells keep the real frames' pixel size. normalization: the card's
     `preprocess.Normalization` (default: percentiles), so tiles are normalised as `segment`
-    normalises frames. Returns (unlabelled, labelled or
+    normalises frames. pseudo_labeller: self-training (`pseudo.pseudo_labeller`): every
+    frame of `data_dirs` without a mask gets the teacher's labels (classes in our order) and
+    joins the labelled tiles; frames with a mask keep it. Returns (unlabelled, labelled or
     None, description for the bundle's provenance).
     """
     from ..preprocess import check_input_scale, rescale_frame, rescale_labels
@@ -562,6 +565,20 @@ def build_training_data(
         names += list(frames.names)
     n_files = len(images)
     n_file_masks = sum(m is not None for m in masks_)
+    pseudo = None
+    if pseudo_labeller is not None:
+        todo = [i for i, m in enumerate(masks_) if m is None]
+        if not todo:
+            raise ConfigError("self-training (pseudo-labels) needs frames without a mask in the --data folders; "
+                              "every frame there has one")
+        for i in todo:
+            labels = np.asarray(pseudo_labeller(images[i]))
+            if labels.shape != np.shape(images[i])[:2] or labels.max(initial=0) >= n_classes:
+                raise ConfigError(f"the teacher's labels of {names[i]} do not fit the training classes "
+                                  f"({n_classes}); give a teacher with the same classes")
+            masks_[i] = labels.astype(np.uint8)
+        pseudo = {**getattr(pseudo_labeller, "description", {}), "frames": len(todo),
+                  "names": [os.path.basename(names[i]) for i in todo]}
     if synthetic_frames:
         side = int(round(tile_size / input_scale))
         simg, smask, scfg = make_synthetic(synthetic_kind, synthetic_frames, synthetic_seed, synthetic_config,
@@ -600,6 +617,8 @@ def build_training_data(
         "input_scale": input_scale,
         "normalization": normalization.to_dict(),
     }
+    if pseudo is not None:
+        desc["pseudo_labels"] = pseudo
     return unlabelled, labelled, desc
 
 
