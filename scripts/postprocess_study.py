@@ -1,11 +1,12 @@
 """How class scores become labels and cells, studied on the held-out frames of a real-data CV.
 
-    python scripts/postprocess_study.py hela|qpi-cells EVAL_DIR [--margins-only | --merge-only]
+    python scripts/postprocess_study.py hela|qpi-cells EVAL_DIR [--margins-only | --merge-only | --instances-only]
+        [--steps I,S]
 
 EVAL_DIR is the output of `scripts/evaluate_real.sh SET EVAL_DIR`: it holds each fold's
 bundle (EVAL_DIR/fold{f}/bundle), trained without that fold's frames. Every held-out frame
-is segmented once by its own fold's bundle (Prior x1, the default settings, class scores
-kept); then each post-processing variant (a foreground margin, snapping the outline to the
+is segmented once by its own fold's bundle (Prior x1, the default settings or `--steps`
+inversion,sampling steps, class scores kept); then each post-processing variant (a foreground margin, snapping the outline to the
 image's edges, instance settings) is scored on the same scores.
 
 Nested selection, so no test frame picks its own setting: for fold f, the variant is the
@@ -42,10 +43,22 @@ SETS = {
 
 
 def variants(card_instances: InstanceConfig, set_name: str, margins_only: bool = False,
-             merge_only: bool = False):
+             merge_only: bool = False, instances_only: bool = False):
     """(name, Refine, InstanceConfig) for every variant studied (margins_only: margins from
     -0.75 to +0.3 with the card's instance setting; merge_only: the card's labels and
-    watershed with each merge threshold of the shallow-saddle merge, `InstanceConfig.merge`)."""
+    watershed with each merge threshold of the shallow-saddle merge, `InstanceConfig.merge`;
+    instances_only: the card's labels with connected components, phase watersheds and
+    distance-transform watersheds)."""
+    if instances_only:
+        area = card_instances.min_area
+        inst = [card_instances, InstanceConfig(method="components", min_area=area)]
+        inst += [InstanceConfig(method="watershed", min_distance=d, smooth=sm, min_area=area, merge=m)
+                 for d, sm, m in itertools.product((5, 8, 12), (3.0,), (0.0, 0.9))]
+        inst += [InstanceConfig(method="distance", min_distance=d, smooth=sm, min_area=area)
+                 for d, sm in itertools.product((5, 8, 12, 16, 24), (0.0, 2.0, 4.0))]
+        for i in dict.fromkeys(inst):
+            yield f"{Refine().describe()} | {i.describe()}", Refine(), i
+        return
     if merge_only:
         for m in (0.0, 0.5, 0.6, 0.7, 0.8, 0.9):
             i = replace(card_instances, merge=m)
@@ -69,12 +82,14 @@ def variants(card_instances: InstanceConfig, set_name: str, margins_only: bool =
         yield f"{r.describe()} | {i.describe()}", r, i
 
 
-def main(set_name: str, eval_dir: str, margins_only: bool = False, merge_only: bool = False) -> int:
+def main(set_name: str, eval_dir: str, margins_only: bool = False, merge_only: bool = False,
+         instances_only: bool = False, steps: tuple[int, int] | None = None) -> int:
     spec = SETS[set_name]
     frames = read_frames(spec["data"], spec["masks"], label_map=spec["label_map"], n_classes=len(spec["classes"]),
                          labelled_only=True)
     groups = fold_groups(len(frames.images), 3, 0)
-    cache = Path(eval_dir) / "postprocess_scores.npz"
+    steps_kw = {} if steps is None else {"inversion_steps": steps[0], "sampling_steps": steps[1]}
+    cache = Path(eval_dir) / ("postprocess_scores.npz" if steps is None else f"postprocess_scores_{steps[0]}_{steps[1]}.npz")
     if cache.exists():
         scores = list(np.load(cache)["scores"])
     else:
@@ -82,14 +97,14 @@ def main(set_name: str, eval_dir: str, margins_only: bool = False, merge_only: b
         for f in range(3):
             bundle = load_bundle(Path(eval_dir) / f"fold{f}" / "bundle")
             for i in np.flatnonzero(groups == f):
-                r = segment(frames.images[i], bundle, SegmentConfig(return_scores=True, noise_metrics=False))
+                r = segment(frames.images[i], bundle, SegmentConfig(return_scores=True, noise_metrics=False, **steps_kw))
                 scores[i] = r.scores
                 print(f"fold {f}: {Path(frames.names[i]).name} segmented", file=sys.stderr)
         np.savez_compressed(cache, scores=np.stack(scores))
     card = load_bundle(Path(eval_dir) / "fold0" / "bundle").card
     base_inst = InstanceConfig.from_dict(card.instances)
     table = {}
-    for name, refine, inst in variants(base_inst, set_name, margins_only, merge_only):
+    for name, refine, inst in variants(base_inst, set_name, margins_only, merge_only, instances_only):
         per = []
         for img, s, mask, true_ids in zip(frames.images, scores, frames.masks, frames.instances):
             labels = refine_labels(s, img, refine)
@@ -123,4 +138,9 @@ def main(set_name: str, eval_dir: str, margins_only: bool = False, merge_only: b
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], "--margins-only" in sys.argv[3:], "--merge-only" in sys.argv[3:]))
+    flags = sys.argv[3:]
+    steps = None
+    if "--steps" in flags:
+        steps = tuple(int(v) for v in flags[flags.index("--steps") + 1].split(","))
+    sys.exit(main(sys.argv[1], sys.argv[2], "--margins-only" in flags, "--merge-only" in flags,
+                  "--instances-only" in flags, steps))
