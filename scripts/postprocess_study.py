@@ -47,15 +47,13 @@ def variants(card_instances: InstanceConfig, set_name: str, margins_only: bool =
     """(name, Refine, InstanceConfig) for every variant studied (margins_only: margins from
     -0.75 to +0.3 with the card's instance setting; merge_only: the card's labels and
     watershed with each merge threshold of the shallow-saddle merge, `InstanceConfig.merge`;
-    instances_only: the card's labels with connected components, phase watersheds and
-    distance-transform watersheds)."""
+    instances_only: the card's labels with connected components and phase watersheds)."""
     if instances_only:
         area = card_instances.min_area
         inst = [card_instances, InstanceConfig(method="components", min_area=area)]
         inst += [InstanceConfig(method="watershed", min_distance=d, smooth=sm, min_area=area, merge=m)
-                 for d, sm, m in itertools.product((5, 8, 12), (3.0,), (0.0, 0.9))]
-        inst += [InstanceConfig(method="distance", min_distance=d, smooth=sm, min_area=area)
-                 for d, sm in itertools.product((5, 8, 12, 16, 24), (0.0, 2.0, 4.0))]
+                 for d, sm, m in itertools.product((3, 4, 5, 8, 12), (2.0, 3.0, 4.0), (0.0, 0.9))]
+        inst += [replace(card_instances, min_area=a) for a in (50, 100, 250, 400, 600)]
         for i in dict.fromkeys(inst):
             yield f"{Refine().describe()} | {i.describe()}", Refine(), i
         return
