@@ -121,19 +121,3 @@ def test_merge_joins_the_pieces_of_one_textured_cell_but_not_two_touching_cells(
     assert "merge 0.7" in merged.describe()
     with pytest.raises(ConfigError, match=r"instances.merge must be a number in \[0, 1\)"):
         InstanceConfig(method="watershed", merge=1.0)
-
-
-def test_distance_method_splits_two_discs_joined_by_a_neck_whatever_the_phase():
-    yy, xx = np.mgrid[:80, :120]
-    labels = ((np.hypot(yy - 40, xx - 38) < 20) | (np.hypot(yy - 40, xx - 80) < 20)).astype(np.uint8)
-    labels[36:45, 38:80] = 1  # a neck of 9 px between the two discs
-    flat = np.zeros(labels.shape, np.float32)  # no texture: the phase cannot split them
-    cfg = InstanceConfig("distance", min_distance=10, smooth=1.0, min_area=30)
-    ids = cell_instances(labels, flat, ("background", "cell"), cfg)
-    assert set(np.unique(ids)) == {0, 1, 2} and ids[40, 30] != ids[40, 88]
-    np.testing.assert_array_equal(ids > 0, labels > 0)
-    # one disc stays one object, and the phase is not needed
-    one = (np.hypot(yy - 40, xx - 60) < 25).astype(np.uint8)
-    assert set(np.unique(cell_instances(one, None, ("background", "cell"), cfg))) == {0, 1}
-    assert cfg.describe() == "distance (min_distance 10, smooth 1, min_area 30)"
-    assert InstanceConfig.from_dict(cfg.to_dict()) == cfg

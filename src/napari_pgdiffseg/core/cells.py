@@ -19,7 +19,7 @@ from skimage.segmentation import watershed
 
 from .errors import ConfigError
 
-INSTANCE_METHODS = ("components", "watershed", "distance")
+INSTANCE_METHODS = ("components", "watershed")
 
 
 def foreground_classes(class_names: Sequence[str]) -> list[tuple[int, str]]:
@@ -88,10 +88,8 @@ class InstanceConfig:
 
     method: "components" (each connected region is one object: nuclei, which rarely touch)
     or "watershed" (touching objects split by a watershed on the smoothed phase, whose
-    maxima mark cell centres: whole cells in clusters), or "distance" (the same watershed on
-    the distance to the object's edge instead of the phase: the shape, not the texture,
-    splits two objects joined by a neck). min_distance: px between two centres (watershed
-    and distance, when h is 0). smooth: Gaussian sigma of the phase (or distance) in px.
+    maxima mark cell centres: whole cells in clusters). min_distance: px between two
+    centres (watershed, when h is 0). smooth: Gaussian sigma of the phase in px (watershed).
     h: with h > 0 the centres are the phase's h-maxima instead (scikit-image
     `h_maxima`: maxima that stand at least h above the saddle to any higher one, with the
     phase scaled so its percentiles 1 and 99.8 are 0 and 1), so the texture inside one cell
@@ -138,9 +136,9 @@ class InstanceConfig:
         """One line for tables and logs, e.g. 'watershed (min_distance 5, smooth 3, min_area 150)'."""
         if self.method == "components":
             return f"components (min_area {self.min_area})"
-        marks = f"h {self.h:g}" if self.h > 0 and self.method == "watershed" else f"min_distance {self.min_distance}"
+        marks = f"h {self.h:g}" if self.h > 0 else f"min_distance {self.min_distance}"
         merge = f", merge {self.merge:g}" if self.merge > 0 else ""
-        return f"{self.method} ({marks}, smooth {self.smooth:g}{merge}, min_area {self.min_area})"
+        return f"watershed ({marks}, smooth {self.smooth:g}{merge}, min_area {self.min_area})"
 
 
 def cell_instances(labels: np.ndarray, phase: np.ndarray | None, class_names: Sequence[str],
@@ -162,10 +160,6 @@ def cell_instances(labels: np.ndarray, phase: np.ndarray | None, class_names: Se
                 raise ConfigError("the watershed instance method needs the image (phase)")
             ids = split_cells(labels, phase, cid, min_distance=config.min_distance, smooth=config.smooth,
                               h=config.h, merge=config.merge)
-        elif config.method == "distance":
-            # scipy's exact Euclidean distance transform: each pixel's distance to the background
-            ids = split_cells(labels, ndi.distance_transform_edt(mask).astype(np.float32), cid,
-                              min_distance=config.min_distance, smooth=config.smooth, merge=config.merge)
         else:
             ids = connected_components(mask, connectivity=2).astype(np.int32)
         # By hand, not skimage's remove_small_objects: its size argument changed meaning
