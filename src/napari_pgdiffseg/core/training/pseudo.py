@@ -3,9 +3,11 @@
 A handful of labelled frames is what microscopists usually have, beside many unlabelled
 ones of the same experiment. `pseudo_labeller` turns a trained bundle into the function
 `build_training_data` calls on each frame without a mask: the frame is segmented with the
-teacher's own card settings (e.g. slim-viability's 8 mirrored sampling views, which score
-above one view; README, "Self-training"), and the labels join the real masks for LDM-S.
-The true masks are never replaced; frames with a mask are never relabelled.
+teacher's own card settings (e.g. slim-viability's 8 mirrored sampling views), and the
+labels join the real masks for LDM-S. The true masks are never replaced; frames with a mask
+are never relabelled. Measured on HeLa (README, *Recipe probes*: 3-fold CV, 62 pseudo-labelled
+frames) it lost: the students scored 0.461 foreground IoU against their teachers' 0.563, so
+no shipped model uses it.
 """
 
 from __future__ import annotations
