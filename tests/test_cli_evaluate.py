@@ -117,6 +117,33 @@ def test_train_folds_trains_a_bundle_and_baseline_per_fold(tmp_path):
         ("U-Net (ResNet-18)", "folds", "2"), ("Prior x1", "folds", "2")]
 
 
+def test_train_folds_continue_each_fold_model_and_refuse_another_folds(tmp_path, capsys):
+    import json
+
+    first, second = tmp_path / "cv", tmp_path / "cv2"
+    train = ["--folds", "2", "--train-folds", "--preset", "tiny", "--tile-size", "64", "--steps-autoencoder", "1",
+             "--steps-ldm-p", "1", "--steps-ldm-s", "2", "--tables", "table2", "--methods", "Prior x1"]
+    assert main(["evaluate", *FAST, *train, "--out", str(first)]) == 0
+    code = main(["evaluate", *FAST, *train, "--stages", "ldm_s", "--start-from", str(first / "fold{fold}" / "bundle"),
+                 "--out", str(second)])
+    assert code == 0
+    for f in (0, 1):
+        runs = json.loads((second / f"fold{f}" / "bundle" / "pgdiffseg.json").read_text())["provenance"]["training_runs"]
+        assert [r["fold"] for r in runs] == [f, f]  # fold f's model, trained twice on fold f's frames
+        assert runs[-1]["folds"] == 2 and runs[-1]["split_seed"] == 0
+    assert [r["method"] for r in _csv(next(second.glob("*_table2.csv")))] == ["Prior x1"]
+    # fold 1 continuing fold 0's model would score frames that model trained on: refused, one line
+    swapped = tmp_path / "swapped"
+    for f in (0, 1):
+        (swapped / f"fold{f}").mkdir(parents=True)
+        (swapped / f"fold{f}" / "bundle").symlink_to(first / f"fold{1 - f}" / "bundle")
+    capsys.readouterr()
+    code = main(["evaluate", *FAST, *train, "--stages", "ldm_s", "--start-from", str(swapped / "fold{fold}" / "bundle"),
+                 "--out", str(tmp_path / "cv3")])
+    err = capsys.readouterr().err
+    assert code != 0 and "fold 0's start" in err and "records fold 1" in err and "Traceback" not in err
+
+
 def test_train_folds_at_half_input_scale_trains_and_scores_at_frame_size(tmp_path):
     import json
 

@@ -80,7 +80,9 @@ def _fold_trainer(args, out: Path, class_names):
 
     def train_fold(images, masks, fold):
         frames = FrameSet(list(images), list(masks), [None] * len(images), [f"train frame {i}" for i in range(len(images))])
-        start = with_classes(load_model(args.start_from), tuple(class_names)) if args.start_from else None
+        start = None
+        if args.start_from:
+            start = with_classes(_fold_start(args, fold, len(images)), tuple(class_names))
         if start is None:
             from ..core.bundle import BundleCard, default_colors
 
@@ -96,7 +98,8 @@ def _fold_trainer(args, out: Path, class_names):
         )
         bundle, _ = train_bundle(cfg, unlabelled, labelled, out / f"fold{fold}" / "bundle", stages=stages,
                                  start_from=start, card=card,
-                                 provenance={"command": "pgdiffseg " + " ".join(args.argv), "fold": fold, "data": desc})
+                                 provenance={"command": "pgdiffseg " + " ".join(args.argv), "fold": fold,
+                                             "folds": args.folds, "split_seed": args.seed, "data": desc})
         predict = None
         if args.baseline_steps:
             from ..core.training import BaselineConfig, train_baseline
@@ -109,6 +112,41 @@ def _fold_trainer(args, out: Path, class_names):
         return bundle.to("cpu"), predict
 
     return train_fold
+
+
+FOLD_FIELD = "{fold}"
+
+
+def _fold_start(args, fold: int, n_train: int):
+    """The model fold `fold` fine-tunes: --start-from, or with "{fold}" in it that fold's own model.
+
+    A per-fold start (e.g. ``out/cv/fold{fold}/bundle``, the fold models of an earlier
+    ``--train-folds`` run) continues training each fold model on the same frames, so its test
+    frames stay unseen. Its card must say so: its last training run is fold `fold` of the same
+    split (folds and split seed, where recorded) on as many labelled frames as this fold has;
+    anything else would score frames the start model trained on, and is refused.
+    """
+    from ..core.bundle import load_model
+
+    if FOLD_FIELD not in args.start_from:
+        return load_model(args.start_from)
+    path = args.start_from.replace(FOLD_FIELD, str(fold))
+    bundle = load_model(path)
+    runs = bundle.card.provenance.get("training_runs", []) if isinstance(bundle.card.provenance, dict) else []
+    last = runs[-1] if runs else {}
+    how = (f"--start-from {args.start_from}: fold {fold}'s start {path} must be fold {fold}'s model of an earlier "
+           f"'pgdiffseg evaluate --train-folds' run with the same --folds {args.folds} and --seed {args.seed}")
+    if last.get("fold") != fold:
+        raise PGDiffSegError(f"{how}; its card records fold {last.get('fold')!r} (scores on frames it trained on "
+                             "would not be held out)")
+    for key, want in (("folds", args.folds), ("split_seed", args.seed)):
+        if key in last and last[key] != want:
+            raise PGDiffSegError(f"{how}; its card records {key} {last[key]!r}")
+    had = (last.get("data") or {}).get("files_with_masks")
+    if had is not None and had != n_train:
+        raise PGDiffSegError(f"{how}; it trained on {had} labelled frames, this fold has {n_train}: "
+                             "another data set or split")
+    return bundle
 
 
 def _baseline_predict(baseline, args):
@@ -146,7 +184,7 @@ def cmd_evaluate(args) -> int:
         args.sampling_steps = speed.sampling_steps
     models = args.model or [None]
     if args.train_folds:
-        card = peek_bundle(resolve_model(args.start_from))[0] if args.start_from else None
+        card = peek_bundle(resolve_model(args.start_from.replace(FOLD_FIELD, "0")))[0] if args.start_from else None
     else:
         card = peek_bundle(resolve_model(models[0]))[0]
     class_names = class_names_from_args(args, card)
@@ -295,7 +333,9 @@ def add_parsers(sub, defaults) -> None:
     ev.add_argument("--baseline-steps", type=int, default=0, help="train the U-Net baseline per fold (0: none)")
     ev.add_argument("--baseline-crop", type=int, default=None, help="U-Net training crop in px (default: whole tiles)")
     ev.add_argument("--start-from", default=None, metavar="NAME|FOLDER",
-                    help="with --train-folds: fine-tune this model per fold instead of training from scratch")
+                    help="with --train-folds: fine-tune this model per fold instead of training from scratch; "
+                         "with {fold} in it (e.g. out/cv/fold{fold}/bundle), continue each fold model of an "
+                         "earlier --train-folds run of the same split")
     ev.add_argument("--stages", default=",".join(STAGES), help="stages trained per fold (e.g. ldm_s)")
     ev.add_argument("--train-synthetic", type=int, default=0,
                     help="with --train-folds: add N synthetic frames (--synthetic-kind) to each fold's training frames")
