@@ -141,7 +141,17 @@ def test_train_folds_continue_each_fold_model_and_refuse_another_folds(tmp_path,
     code = main(["evaluate", *FAST, *train, "--stages", "ldm_s", "--start-from", str(swapped / "fold{fold}" / "bundle"),
                  "--out", str(tmp_path / "cv3")])
     err = capsys.readouterr().err
-    assert code != 0 and "fold 0's start" in err and "records fold 1" in err and "Traceback" not in err
+    assert code != 0 and "fold 0's model" in err and "records fold(s) [1]" in err and "Traceback" not in err
+    # the fold models as they are, each on its own fold's test frames, and the swapped ones refused
+    assert main(["evaluate", *FAST, "--folds", "2", "--fold-models", str(second / "fold{fold}" / "bundle"),
+                 "--tables", "table2", "--methods", "Prior x1", "--out", str(tmp_path / "scored")]) == 0
+    [row] = _csv(next((tmp_path / "scored").glob("*_table2.csv")))
+    assert row["method"] == "Prior x1" and row["units"] == "folds" and row["n_units"] == "2"
+    assert main(["evaluate", *FAST, "--folds", "2", "--fold-models", str(swapped / "fold{fold}" / "bundle"),
+                 "--tables", "table2", "--out", str(tmp_path / "scored2")]) != 0
+    assert "--fold-models" in capsys.readouterr().err
+    assert main(["evaluate", *FAST, "--fold-models", str(second / "fold0" / "bundle"), "--out", str(tmp_path / "x")]) != 0
+    assert "needs --folds 2 or more and {fold}" in capsys.readouterr().err
 
 
 def test_train_folds_at_half_input_scale_trains_and_scores_at_frame_size(tmp_path):

@@ -117,36 +117,47 @@ def _fold_trainer(args, out: Path, class_names):
 FOLD_FIELD = "{fold}"
 
 
-def _fold_start(args, fold: int, n_train: int):
-    """The model fold `fold` fine-tunes: --start-from, or with "{fold}" in it that fold's own model.
+def _fold_model(pattern: str, fold: int, args, n_train: int, option: str):
+    """Fold `fold`'s own model: `pattern` with "{fold}" replaced, checked against its card.
 
-    A per-fold start (e.g. ``out/cv/fold{fold}/bundle``, the fold models of an earlier
-    ``--train-folds`` run) continues training each fold model on the same frames, so its test
-    frames stay unseen. Its card must say so: its last training run is fold `fold` of the same
-    split (folds and split seed, where recorded) on as many labelled frames as this fold has;
-    anything else would score frames the start model trained on, and is refused.
+    Used by --fold-models (score each fold's model on that fold's test frames) and by a
+    per-fold --start-from (continue each fold model on the same frames). The card must show
+    the model is fold `fold`'s of the same split: at least one training run records that
+    fold and none another one (runs of `pgdiffseg evaluate --train-folds` record it; a
+    `pgdiffseg train` continuation on the fold's own frames records none), with the same
+    --folds and --seed where recorded and as many labelled frames as this fold trains on.
+    Anything else would score frames the model trained on, and is refused.
     """
+    from ..core.bundle import load_model
+
+    path = pattern.replace(FOLD_FIELD, str(fold))
+    bundle = load_model(path)
+    prov = bundle.card.provenance if isinstance(bundle.card.provenance, dict) else {}
+    runs = [r for r in prov.get("training_runs", []) if isinstance(r, dict) and "fold" in r]
+    how = (f"{option} {pattern}: fold {fold}'s model {path} must be fold {fold}'s of an earlier "
+           f"'pgdiffseg evaluate --train-folds' run with the same --folds {args.folds} and --seed {args.seed}")
+    folds = sorted({r["fold"] for r in runs}, key=str)
+    if folds != [fold]:
+        raise PGDiffSegError(f"{how}; its card records fold(s) {folds or 'none'} (scores on frames it trained on "
+                             "would not be held out)")
+    for run in runs:
+        for key, want in (("folds", args.folds), ("split_seed", args.seed)):
+            if key in run and run[key] != want:
+                raise PGDiffSegError(f"{how}; its card records {key} {run[key]!r}")
+        had = (run.get("data") or {}).get("files_with_masks")
+        if had is not None and had != n_train:
+            raise PGDiffSegError(f"{how}; it trained on {had} labelled frames, this fold has {n_train}: "
+                                 "another data set or split")
+    return bundle
+
+
+def _fold_start(args, fold: int, n_train: int):
+    """The model fold `fold` fine-tunes: --start-from, or with "{fold}" in it that fold's own model."""
     from ..core.bundle import load_model
 
     if FOLD_FIELD not in args.start_from:
         return load_model(args.start_from)
-    path = args.start_from.replace(FOLD_FIELD, str(fold))
-    bundle = load_model(path)
-    runs = bundle.card.provenance.get("training_runs", []) if isinstance(bundle.card.provenance, dict) else []
-    last = runs[-1] if runs else {}
-    how = (f"--start-from {args.start_from}: fold {fold}'s start {path} must be fold {fold}'s model of an earlier "
-           f"'pgdiffseg evaluate --train-folds' run with the same --folds {args.folds} and --seed {args.seed}")
-    if last.get("fold") != fold:
-        raise PGDiffSegError(f"{how}; its card records fold {last.get('fold')!r} (scores on frames it trained on "
-                             "would not be held out)")
-    for key, want in (("folds", args.folds), ("split_seed", args.seed)):
-        if key in last and last[key] != want:
-            raise PGDiffSegError(f"{how}; its card records {key} {last[key]!r}")
-    had = (last.get("data") or {}).get("files_with_masks")
-    if had is not None and had != n_train:
-        raise PGDiffSegError(f"{how}; it trained on {had} labelled frames, this fold has {n_train}: "
-                             "another data set or split")
-    return bundle
+    return _fold_model(args.start_from, fold, args, n_train, "--start-from")
 
 
 def _baseline_predict(baseline, args):
@@ -177,13 +188,22 @@ def cmd_evaluate(args) -> int:
         raise PGDiffSegError(f"unknown table(s) {', '.join(sorted(bad))}; choose from {', '.join(TABLES)}")
     if args.train_folds and args.folds < 2:
         raise PGDiffSegError("--train-folds needs --folds 2 or more")
+    if args.fold_models is not None:
+        if args.train_folds or args.model:
+            raise PGDiffSegError("--fold-models scores fold models already trained: leave out --train-folds and "
+                                 "--model/--bundle")
+        if args.folds < 2 or FOLD_FIELD not in args.fold_models:
+            raise PGDiffSegError(f"--fold-models needs --folds 2 or more and {FOLD_FIELD} in the path, e.g. "
+                                 f"out/cv/fold{FOLD_FIELD}/bundle")
     speed = dataclasses.replace(SegmentConfig(), **SPEED_PRESETS[args.speed])
     if args.inversion_steps is None:
         args.inversion_steps = speed.inversion_steps
     if args.sampling_steps is None:
         args.sampling_steps = speed.sampling_steps
     models = args.model or [None]
-    if args.train_folds:
+    if args.fold_models is not None:
+        card = peek_bundle(resolve_model(args.fold_models.replace(FOLD_FIELD, "0")))[0]
+    elif args.train_folds:
         card = peek_bundle(resolve_model(args.start_from.replace(FOLD_FIELD, "0")))[0] if args.start_from else None
     else:
         card = peek_bundle(resolve_model(models[0]))[0]
@@ -211,7 +231,13 @@ def cmd_evaluate(args) -> int:
     if args.methods:
         _check_methods(args, tables, all_rows)
 
-    if args.train_folds:
+    train_fold = _fold_trainer(args, out, class_names) if args.train_folds else None
+    if args.fold_models is not None:
+        runs = [(f"fold models {args.fold_models}", None)]
+
+        def train_fold(images, masks, fold):  # noqa: F811 - the fold's own model, trained before
+            return _fold_model(args.fold_models, fold, args, len(images), "--fold-models").to("cpu"), None
+    elif args.train_folds:
         what = f"fine-tuned from {args.start_from} ({args.stages})" if args.start_from else f"{args.preset}, from scratch"
         runs = [(f"trained per fold ({what}, LDM-S predicts {args.prediction_type})", None)]
     else:
@@ -234,10 +260,11 @@ def cmd_evaluate(args) -> int:
 
         scores = cross_validate(
             images, masks, rows, folds=args.folds, seed=args.seed, instances=instances, bundle=bundle,
-            baseline=baseline, train_fold=_fold_trainer(args, out, class_names) if args.train_folds else None,
+            baseline=baseline, train_fold=train_fold,
             on_frame=None if args.quiet else (lambda name, i, n: print(f"  {name}: frame {i + 1}/{n}", file=sys.stderr)),
         )
-        ptype = bundle.card.prediction_type if bundle is not None else args.prediction_type
+        ptype = (bundle.card.prediction_type if bundle is not None
+                 else card.prediction_type if args.fold_models is not None else args.prediction_type)
         per_run[label] = dict(zip([(t, m.name) for t, m in tagged], scores))
         md += _write_run_tables(args, out, tables, label, ptype, per_run[label])
         md.append(f"({label}: {time.perf_counter() - t0:.0f} s)\n")
@@ -326,6 +353,9 @@ def add_parsers(sub, defaults) -> None:
     ev.add_argument("--methods", nargs="*", default=None, help="only these rows (method names as in the tables)")
     ev.add_argument("--folds", type=int, default=1, help="k folds split by frame: mean (SD) over folds (1: over frames)")
     ev.add_argument("--train-folds", action="store_true", help="train a bundle (and baseline) per fold first")
+    ev.add_argument("--fold-models", default=None, metavar="PATTERN",
+                    help="score each fold's own model, trained before, on that fold's test frames: a path with "
+                         "{fold} (e.g. out/cv/fold{fold}/bundle); each card must record that fold of the same split")
     ev.add_argument("--preset", default="tiny", choices=tuple(PRESETS), help="networks trained per fold")
     ev.add_argument("--prediction-type", default=train.prediction_type, choices=PREDICTION_TYPES)
     for stage, flag in (("autoencoder", "autoencoder"), ("ldm_p", "ldm-p"), ("ldm_s", "ldm-s")):
