@@ -11,12 +11,16 @@ scores() { ls "$EVAL/$1"/table2_*.csv 2>/dev/null || true; }
 ONLY=${ONLY:-}  # slim-viability or qpi-cells: ship just that one
 # QPI_INSTANCES: instance settings chosen after training (scripts/postprocess_study.py --merge-only).
 if [ "$ONLY" != qpi-cells ]; then
-python scripts/ship_model.py slim-viability "$TRAIN/slim-viability" \
+# slim-viability: the last round of scripts/train_real.sh (SLIM_ROUNDS, default 3: 4500 steps);
+# held-out scores from the fold models of the same rounds (scripts/dev/continue_cv.sh twice on the
+# folds of scripts/evaluate_real.sh hela, scored by evaluate --fold-models into $EVAL/hela-steps4500).
+SLIM=${SLIM:-$TRAIN/slim-viability-r${SLIM_ROUNDS:-3}}
+python scripts/ship_model.py slim-viability "$SLIM" \
   --description "SLIM frames like the HeLa/CHO live/dead study: labels NUCLEI, live or dead. The dead class is learnt from synthetic condensed nuclei only (no public real dead labels)." \
-  --training-data "LDM-S fine-tuned from synthetic-demo on the 8 labelled HeLa SLIM frames (nuclei; injured counted live) + 40 SLIM-like synthetic frames (core.synthetic_real, seed 10001), at input scale 0.5 (frames halved before tiling), lr 5e-4, 1500 steps; autoencoder + LDM-P: 140 real HeLa/CHO frames + 400 synthetic (unsupervised)" \
+  --training-data "LDM-S fine-tuned from synthetic-demo on the 8 labelled HeLa SLIM frames (nuclei; injured counted live) + 40 SLIM-like synthetic frames (core.synthetic_real, seed 10001), at input scale 0.5 (frames halved before tiling), lr 5e-4, 3 rounds of 1500 steps (4500; each round continues the last with a fresh optimizer); autoencoder + LDM-P: 140 real HeLa/CHO frames + 400 synthetic (unsupervised)" \
   --segment '{"flips": 8, "flip_scope": "sampling", "inversion_steps": 1, "sampling_steps": 1}' \
-  --scores $(scores hela) --score-rows "Prior x1, 8 views" "Prior x1" "Random x5" "U-Net (ResNet-18)" \
-  --scores-command "BASELINE_STEPS=0 bash scripts/evaluate_real.sh hela; ONLY_PRIOR=1 BASELINE_STEPS=0 FLIPS='2 4 8' bash scripts/evaluate_real.sh hela"
+  --scores $(scores hela-steps4500) --score-rows "Prior x1, 8 sampling views" "Prior x1" \
+  --scores-command "OMP_NUM_THREADS=1 ONLY_PRIOR=1 BASELINE_STEPS=0 STEPS='1 1' FLIPS=8 SAMPLING_FLIPS=8 bash scripts/evaluate_real.sh hela out/eval/hela-constant (round 1); SET=hela FROM=out/eval/hela-constant/fold%/bundle bash scripts/dev/continue_cv.sh out/probe/hela-continue (round 2); SET=hela FROM=out/probe/hela-continue/fold%/continued bash scripts/dev/continue_cv.sh out/probe/hela-continue2 (round 3); pgdiffseg evaluate --data ../shared/data/qpi-live-dead/HeLa --masks ../shared/data/qpi-live-dead/HeLa-labels --label-map viability4 --classes background,live,dead --folds 3 --fold-models 'out/probe/hela-continue2/fold{fold}/continued' --inversion-steps 1 --sampling-steps 1 --sampling-flips 8 --tables table2 --methods 'Prior x1' 'Prior x1, 8 sampling views' --out out/eval/hela-steps4500"
 fi
 if [ "$ONLY" != slim-viability ]; then
 python scripts/ship_model.py qpi-cells "$TRAIN/qpi-cells" \

@@ -430,7 +430,7 @@ def cross_validate(
     for f in range(folds):
         test = np.flatnonzero(groups == f)
         train = np.flatnonzero(groups != f)
-        log(f"fold {f + 1}/{folds}: training on {len(train)} frames, testing on {len(test)}")
+        log(f"fold {f + 1}/{folds}: {len(train)} training frames, {len(test)} test frames")
         fb, fbase = train_fold([images[i] for i in train], [masks[i] for i in train], f)
         per_fold.append(evaluate(fb, [images[i] for i in test], [masks[i] for i in test], list(methods_for(fbase)),
                                  instances=[instances[i] for i in test], groups=[f] * len(test),
