@@ -231,15 +231,16 @@ def cmd_evaluate(args) -> int:
     if args.methods:
         _check_methods(args, tables, all_rows)
 
-    train_fold = _fold_trainer(args, out, class_names) if args.train_folds else None
+    train_fold = None  # (fold's train images, masks, fold) -> (fold's bundle, baseline or None)
     if args.fold_models is not None:
         runs = [(f"fold models {args.fold_models}", None)]
 
-        def train_fold(images, masks, fold):  # noqa: F811 - the fold's own model, trained before
+        def train_fold(images, masks, fold):  # the fold's own model, trained before: nothing is trained
             return _fold_model(args.fold_models, fold, args, len(images), "--fold-models").to("cpu"), None
     elif args.train_folds:
         what = f"fine-tuned from {args.start_from} ({args.stages})" if args.start_from else f"{args.preset}, from scratch"
         runs = [(f"trained per fold ({what}, LDM-S predicts {args.prediction_type})", None)]
+        train_fold = _fold_trainer(args, out, class_names)
     else:
         runs = [(p or DEFAULT_MODEL, load_model(p)) for p in models]
 
